@@ -1,0 +1,214 @@
+"""The ``mintime`` command: one entry point, one subcommand per job.
+
+Subcommands import their modules lazily, so ``mintime --help`` is instant and a missing optional package only
+affects the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("mintime")
+
+# subcommand → (module, add-arguments function, run function, help)
+_EXTERNAL = {
+    "serve": ("mintime.serving.cli", "add_arguments", "run", "start the local Triton server on loopback"),
+    "export": ("export.cli", "add_arguments", "run", "export ONNX / TensorRT and refresh the model repository"),
+    "preprocess": (
+        "training.cli",
+        "add_preprocess_arguments",
+        "run_preprocess",
+        "detect faces and write crops + identity folders",
+    ),
+    "split": ("training.cli", "add_split_arguments", "run_split", "make train/val/test lists from list files"),
+    "train": ("training.cli", "add_train_arguments", "run_train", "train MINTIME or the baseline"),
+    "evaluate": ("training.cli", "add_evaluate_arguments", "run_evaluate", "evaluate a checkpoint on a list"),
+    "synth": ("training.cli", "add_synth_arguments", "run_synth", "build the synthetic forgery benchmark"),
+}
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
+
+
+def add_weights_arguments(p: argparse.ArgumentParser) -> None:
+    """Options that choose the weights (shared by predict and export)."""
+    g = p.add_argument_group("weights (default: the shipped demo checkpoint, see mintime/weights/MODEL_CARD.md)")
+    g.add_argument("--checkpoint", type=Path, help="a project checkpoint (from `mintime train`)")
+    g.add_argument("--model-weights", type=Path, help="the authors' MINTIME ..._Model_checkpointN file")
+    g.add_argument("--extractor-weights", type=Path, help="the authors' ..._Extractor_checkpointN file")
+    g.add_argument("--variant", choices=["xc", "ef"], help="authors' variant: xc = Xception, ef = EfficientNet-B0")
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the face pipeline (shared by predict, preprocess and the server)."""
+    g = p.add_argument_group("face pipeline")
+    g.add_argument("--num-frames", type=int, default=32, help="frames sampled over the clip (default 32)")
+    g.add_argument("--max-identities", type=int, default=2, help="identities kept, largest first (default 2)")
+    g.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale (default 0.5)")
+    g.add_argument("--embedder", choices=["dlib", "facenet"], default="dlib", help="identity embedder")
+    g.add_argument("--embedder-weights", type=Path, help="FaceNet InceptionResnetV1 weights (with --embedder facenet)")
+    g.add_argument(
+        "--mask-regime",
+        choices=["correct", "all_true"],
+        default="correct",
+        help="'all_true' reproduces the original training loader (dummy slots visible)",
+    )
+
+
+def pipeline_config(args: argparse.Namespace):
+    from mintime.pipeline import PipelineConfig
+
+    return PipelineConfig(
+        num_frames=args.num_frames,
+        detect_scale=args.detect_scale,
+        max_identities=args.max_identities,
+        embedder=args.embedder,
+        embedder_weights=str(args.embedder_weights) if args.embedder_weights else None,
+        device=args.device,
+        mask_regime=args.mask_regime,
+    )
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="classify videos in-process (no server)")
+    p.add_argument("videos", nargs="+", type=Path, help="video files or folders")
+    p.add_argument("--json", action="store_true", help="print one JSON object per video")
+    p.add_argument("--output-video", type=Path, help="write an annotated MP4 (a folder when several videos)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--onnx-dir", type=Path, help="run the networks with ONNX Runtime from backbone.onnx/temporal.onnx")
+    add_weights_arguments(p)
+    add_pipeline_arguments(p)
+    p.set_defaults(func=run_predict)
+
+
+def expand_videos(paths: list[Path]) -> list[Path]:
+    """Files as given; folders expanded to the video files they contain (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def human_summary(name: str, result: dict[str, Any]) -> str:
+    """A short human-readable verdict for one video."""
+    if result.get("status") == "error":
+        return f"{name}: ERROR {result['error']}"
+    if result.get("fake_probability") is None:
+        return f"{name}: no face found ({result.get('reason', 'no identity')})"
+    p = result["fake_probability"]
+    lines = [f"{name}: {result['label'].upper()} (P(fake) = {p:.4f})"]
+    for ident in result["identities"]:
+        if ident.get("fake_score") is None:
+            continue
+        frames = [f["frame"] for f in ident["faces"]]
+        lines.append(
+            f"  identity {ident['id']}: fake score {ident['fake_score']:.4f}, attention {ident['attention']:.3f}, "
+            f"{ident['num_faces']} faces in frames {frames[0]}..{frames[-1]}, slots {ident['slots']}"
+        )
+    return "\n".join(lines)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mintime.pipeline import OnnxEngines, Predictor, TorchEngines, load_models
+    from mintime.video import VideoDecodeError
+
+    videos = expand_videos(args.videos)
+    if not videos:
+        print("no video files found", file=sys.stderr)
+        return 2
+    models = load_models(
+        checkpoint=args.checkpoint,
+        model_weights=args.model_weights,
+        extractor_weights=args.extractor_weights,
+        variant=args.variant,
+        device=args.device,
+    )
+    if args.onnx_dir:
+        engines = OnnxEngines(args.onnx_dir / "backbone.onnx", args.onnx_dir / "temporal.onnx")
+    else:
+        engines = TorchEngines(models.backbone, models.temporal, device=args.device)
+    predictor = Predictor(pipeline_config(args), engines)
+    out_video = args.output_video
+    if out_video is not None and len(videos) > 1:
+        out_video.mkdir(parents=True, exist_ok=True)
+
+    failures = 0
+    for video in tqdm(videos, disable=len(videos) < 2, unit="video", file=sys.stderr):
+        try:
+            result = predictor.predict(video)
+        except (VideoDecodeError, OSError) as exc:
+            failures += 1
+            result = {"status": "error", "error": str(exc)}
+        result = {"video": str(video), **result}
+        if out_video is not None and result.get("status") != "error":
+            from mintime.annotate import write_annotated_video
+
+            target = out_video / f"{video.stem}.annotated.mp4" if len(videos) > 1 else out_video
+            write_annotated_video(video, result, target)
+            result["output_video"] = str(target)
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            print(human_summary(video.name, result), flush=True)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mintime", description="MINTIME video deepfake detection: predict, train, export, serve."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_predict(sub)
+    for name, (module, add_fn, run_fn, help_text) in _EXTERNAL.items():
+        p = sub.add_parser(name, help=help_text)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:  # an optional part is not installed
+            p.set_defaults(func=_missing(name, exc))
+            continue
+        getattr(mod, add_fn)(p)
+        p.set_defaults(func=getattr(mod, run_fn))
+    return parser
+
+
+def _missing(name: str, exc: ImportError):
+    def run(_args: argparse.Namespace) -> int:
+        print(f"`mintime {name}` is unavailable: {exc}. Install the full set with ./setup.sh", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clean message for expected user errors
+        from mintime.errors import USER_ERRORS
+
+        if isinstance(exc, USER_ERRORS):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Exceptions that mean "the user gave something wrong" (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["USER_ERRORS"]
+
+
+def _collect() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [FileNotFoundError, ValueError]
+    for module, name in (
+        ("mintime.checkpoints", "CheckpointError"),
+        ("mintime.video", "VideoDecodeError"),
+        ("mintime.pipeline", "WeightsNotFoundError"),
+    ):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = _collect()

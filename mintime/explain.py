@@ -1,0 +1,275 @@
+"""Attention explanation: the CLS attention of the last layer -> per-slot and per-identity scores.
+
+Pure numpy, no I/O. Input is the temporal model's ``cls_attention`` for one video, ``(2, heads, 1 + F*P)``
+float: index 0 = spatial attention, 1 = temporal attention, key 0 = CLS, key ``1 + s*P + p`` = patch p of slot s.
+
+The computation (``slot_scores``), fixed relative to the original ``aggregate_attentions`` (§3.8 of
+``shared/docs/mintime-original.md``):
+
+1. Drop the CLS key; reshape the ``F*P`` keys to ``(F, P)``.
+2. Max over heads, per key (the original took the max over heads *and over the batch*, mixing videos).
+3. Mean over each slot's P tokens -> raw ``space`` and ``time`` scores ``(F,)``. The original split the 785 keys
+   into 16 chunks with ``np.array_split``; 785 = 50 + 15*49, so its chunk 0 is CLS + slot 0 (the CLS key's
+   attention, usually the largest single weight, is credited to slot 0) while chunks 1..15 are slots 1..15.
+4. Raw ``combined`` = **average** of raw space and time (the README's description; the original summed).
+5. Normalisation to a distribution over the unmasked slots. Default ``"sum"``: divide by the sum over unmasked
+   slots, so each score is the slot's share of the attention paid to faces (interpretable, and independent of
+   sum-vs-average). Option ``"softmax"``: the original's ``softmax(scale * raw)`` with ``scale = 50000``, which
+   is close to an arg-max at typical attention values (1/785 * 50000 ~ 64). Masked (dummy) slots get 0.
+
+Per identity (``identity_scores``): the sum of the identity's slots' combined scores (the original used
+off-by-one slot ranges: identity 0 lost its last slot to identity 1, the last slot was never counted, and for 3+
+identities the ranges were not cumulative).
+
+Per-identity fake score (``identity_fake_scores``): ``p * a_k / max(a)``; see that function. It is an
+attribution of the video-level probability, not a calibrated per-identity probability.
+
+:func:`original_aggregate_attentions` reproduces the original computation exactly, bugs included, for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "NORMALISATIONS",
+    "ORIGINAL_SCALE",
+    "slot_scores",
+    "identity_scores",
+    "identity_fake_scores",
+    "explain",
+    "original_frames_per_identity",
+    "original_aggregate_attentions",
+]
+
+logger = logging.getLogger(__name__)
+
+#: "sum": share of the attention over unmasked slots; "softmax": softmax(scale * raw) (the original's).
+NORMALISATIONS = ("sum", "softmax")
+#: The original's softmax scale factor.
+ORIGINAL_SCALE = 50000.0
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax of a 1-D array (``-inf`` entries get 0)."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - np.max(z))
+    return e / e.sum()
+
+
+def _normalise(raw: np.ndarray, valid: np.ndarray, normalisation: str, scale: float) -> np.ndarray:
+    """Distribution over the valid slots of a raw (F,) score; invalid slots get 0."""
+    out = np.zeros_like(raw, dtype=np.float64)
+    if normalisation == "softmax":
+        out[valid] = _softmax(scale * raw[valid])
+        return out
+    total = float(raw[valid].sum())
+    if total > 0 and np.isfinite(total):
+        out[valid] = raw[valid] / total
+    else:  # no attention on any face: nothing to tell the slots apart
+        out[valid] = 1.0 / int(valid.sum())
+    return out
+
+
+def slot_scores(
+    cls_attention: np.ndarray,
+    *,
+    num_slots: int = 16,
+    num_patches: int = 49,
+    mask: np.ndarray | None = None,
+    normalisation: str = "sum",
+    scale: float = ORIGINAL_SCALE,
+) -> dict[str, np.ndarray]:
+    """Per-slot attention scores of one video.
+
+    Args:
+        cls_attention: (2, heads, 1 + F*P) float (or (1, 2, heads, 1 + F*P)); [0] = spatial, [1] = temporal
+            CLS attention rows of the last layer, key 0 = CLS.
+        num_slots: F.
+        num_patches: P.
+        mask: (F,) bool, False on slots to ignore (dummies); None = all slots.
+        normalisation: "sum" (default) or "softmax" (the original's ``softmax(scale * raw)``).
+        scale: softmax scale factor (only for ``"softmax"``).
+
+    Returns:
+        Dict of (F,) float64 arrays: ``space``, ``time``, ``combined`` (distributions over the unmasked slots,
+        0 on masked slots) and ``space_raw``, ``time_raw``, ``combined_raw`` (mean over the slot's tokens of the
+        max-over-heads attention; combined = average of space and time).
+    """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+    att = np.asarray(cls_attention, dtype=np.float64)
+    if att.ndim == 4 and att.shape[0] == 1:
+        att = att[0]
+    f, p = int(num_slots), int(num_patches)
+    if att.ndim != 3 or att.shape[0] != 2 or att.shape[2] != 1 + f * p:
+        raise ValueError(
+            f"cls_attention must be (2, heads, {1 + f * p}), got {tuple(np.shape(cls_attention))}"
+        )
+    valid = np.ones(f, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+    if valid.shape != (f,):
+        raise ValueError(f"mask must be ({f},), got {valid.shape}")
+    if not valid.any():
+        raise ValueError("every slot is masked")
+
+    tokens = att[:, :, 1:].reshape(2, att.shape[1], f, p)  # drop CLS key -> (2, heads, F, P)
+    per_slot = tokens.max(axis=1).mean(axis=-1)  # max over heads, mean over the slot's tokens -> (2, F)
+    raw = {"space": per_slot[0], "time": per_slot[1], "combined": per_slot.mean(axis=0)}
+    out: dict[str, np.ndarray] = {}
+    for name, values in raw.items():
+        out[name] = _normalise(values, valid, normalisation, float(scale))
+    for name, values in raw.items():
+        out[f"{name}_raw"] = values.copy()
+    return out
+
+
+def identity_scores(per_slot: np.ndarray, slot_identity: np.ndarray, num_identities: int) -> np.ndarray:
+    """Sum of per-slot scores over each identity's slots.
+
+    Args:
+        per_slot: (F,) float, e.g. ``slot_scores(...)["combined"]``.
+        slot_identity: (F,) int, identity index of each slot (0..n-1).
+        num_identities: n.
+
+    Returns:
+        (n,) float64; sums to the sum of ``per_slot``.
+    """
+    scores = np.asarray(per_slot, dtype=np.float64).reshape(-1)
+    owner = np.asarray(slot_identity, dtype=np.int64).reshape(-1)
+    if scores.shape != owner.shape:
+        raise ValueError(f"per_slot {scores.shape} and slot_identity {owner.shape} differ in shape")
+    n = int(num_identities)
+    if owner.size and (owner.min() < 0 or owner.max() >= n):
+        raise ValueError(f"slot_identity must be in 0..{n - 1}, got {np.unique(owner).tolist()}")
+    return np.bincount(owner, weights=scores, minlength=n).astype(np.float64)
+
+
+def identity_fake_scores(probability: float, identity_attention: np.ndarray) -> np.ndarray:
+    """Per-identity fake score reported by ``mintime predict``: ``p * a_k / max_j a_j``.
+
+    The video-level probability p is attributed to the identities in proportion to the attention the classifier
+    paid them, scaled so that the most-attended identity carries p itself: no identity scores above the video,
+    a pristine verdict (p < 0.5) flags no identity, and equal attention gives every identity p (the model gives
+    no evidence to tell them apart). This is an *attribution*, not a calibrated per-identity probability. (The
+    original coloured identity k's box with ``255 * a_k`` when p > 0.5 and called it fake if ``a_k > 0.5``.)
+
+    Args:
+        probability: p = sigmoid(logit) of the video, in [0, 1]; NaN (no face) gives NaN scores.
+        identity_attention: (n,) float >= 0, e.g. :func:`identity_scores` of the combined slot scores.
+
+    Returns:
+        (n,) float64 in [0, p].
+    """
+    a = np.asarray(identity_attention, dtype=np.float64).reshape(-1)
+    p = float(probability)
+    if np.isnan(p):
+        return np.full(a.shape, np.nan)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"probability must be in [0, 1], got {p}")
+    if a.size == 0:
+        return a.copy()
+    if np.any(a < 0) or not np.all(np.isfinite(a)):
+        raise ValueError(f"identity_attention must be finite and >= 0, got {a.tolist()}")
+    top = float(a.max())
+    if top <= 0:
+        return np.full(a.shape, p)
+    return p * a / top
+
+
+def explain(
+    cls_attention: np.ndarray,
+    *,
+    slot_identity: np.ndarray,
+    num_identities: int,
+    probability: float,
+    mask: np.ndarray | None = None,
+    num_slots: int = 16,
+    num_patches: int = 49,
+    normalisation: str = "sum",
+    scale: float = ORIGINAL_SCALE,
+) -> dict[str, object]:
+    """Everything ``mintime predict`` and the Triton ``explain`` model report, as JSON-ready lists.
+
+    Args:
+        cls_attention: (2, heads, 1 + F*P) float, see :func:`slot_scores`.
+        slot_identity: (F,) int, identity index of each slot.
+        num_identities: n, number of kept identities.
+        probability: the video's P(fake) (NaN allowed).
+        mask: (F,) bool, False on dummy slots; None = all slots.
+        num_slots, num_patches, normalisation, scale: see :func:`slot_scores`.
+
+    Returns:
+        ``{"slot_scores": {"space": [F], "time": [F], "combined": [F]}, "identity_attention": [n],
+        "identity_scores": [n], "normalisation": str}`` (floats).
+    """
+    slots = slot_scores(
+        cls_attention,
+        num_slots=num_slots,
+        num_patches=num_patches,
+        mask=mask,
+        normalisation=normalisation,
+        scale=scale,
+    )
+    attention = identity_scores(slots["combined"], slot_identity, num_identities)
+    return {
+        "slot_scores": {k: slots[k].tolist() for k in ("space", "time", "combined")},
+        "identity_attention": attention.tolist(),
+        "identity_scores": identity_fake_scores(probability, attention).tolist(),
+        "normalisation": normalisation,
+    }
+
+
+# --- the original, bugs included (for tests and comparisons) ------------------------------------------------------
+def original_frames_per_identity(slots_per_identity: Sequence[int]) -> list[int]:
+    """The ``frames_per_identity`` the original passed to ``aggregate_attentions``.
+
+    From its ``tokens_per_identity`` / P: ``n_0`` for identity 0 and ``n_k + n_(k-1)`` for k > 0 (cumulative
+    only for two identities).
+    """
+    n = [int(x) for x in slots_per_identity]
+    return [n[0] if k == 0 else n[k] + n[k - 1] for k in range(len(n))]
+
+
+def original_aggregate_attentions(
+    attentions: Sequence[np.ndarray],
+    heads: int,
+    num_frames: int,
+    frames_per_identity: Sequence[int],
+    scale_factor: float = ORIGINAL_SCALE,
+) -> tuple[list[np.ndarray], list[float]]:
+    """The original ``aggregate_attentions`` (§3.8), bugs included.
+
+    Args:
+        attentions: [space, time], each (B*heads, 1, T) or (B*heads, T) float, the model's CLS rows.
+        heads: number of heads.
+        num_frames: F (number of chunks).
+        frames_per_identity: see :func:`original_frames_per_identity`.
+        scale_factor: softmax scale.
+
+    Returns:
+        ``([space, time, combined], identity_attentions)``: three (F,) float64 softmax outputs over the
+        ``np.array_split`` chunks of the T keys (CLS in chunk 0; combined = space + time), and one float per
+        identity summed over off-by-one slot ranges.
+    """
+    per_key = []
+    for attention in attentions:
+        a = np.asarray(attention, dtype=np.float64)
+        a = a.reshape(-1, int(heads), a.shape[-1])  # (B, heads, T)
+        per_key.append(a.max(axis=(0, 1)))  # max over batch AND heads, CLS key kept
+    per_key.append(np.sum(np.asarray(per_key), axis=0))  # "combined" = sum
+    aggregated = []
+    for values in per_key:
+        chunks = np.array_split(values, int(num_frames))
+        aggregated.append(_softmax(np.array([c.mean() for c in chunks]) * float(scale_factor)))
+    combined = aggregated[-1]
+    identity_attentions = []
+    for index, identity_frames in enumerate(frames_per_identity):
+        if index == 0:
+            identity_attentions.append(float(combined[: identity_frames - 1].sum()))
+        else:
+            previous = frames_per_identity[index - 1]
+            identity_attentions.append(float(combined[previous - 1 : identity_frames - 1].sum()))
+    return aggregated, identity_attentions
