@@ -429,7 +429,9 @@ def load_models(
         backbone_name = "xception" if variant == "xc" else "efficientnet_b0"
         temporal = checkpoints.load_original_temporal(model_weights)
         backbone = create_backbone(backbone_name, pretrained=False)
-        state = checkpoints.read_state_dict(extractor_weights, strip_efficient_net=variant == "ef")
+        state = checkpoints.read_state_dict(
+            extractor_weights, strip_through="efficient_net." if variant == "ef" else None
+        )
         checkpoints.load_state_dict_strict(backbone, state, what=f"{backbone_name} extractor")
         info = {
             "source": "original",

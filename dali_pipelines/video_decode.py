@@ -1,0 +1,358 @@
+"""Video decoding and frame sampling with NVIDIA DALI, under the same sampling contract as :mod:`mintime.video`.
+
+``fn.decoders.video`` (DALI 2.4) takes the encoded file from ``fn.external_source`` and decodes VP8, VP9 and
+MJPEG on the CPU, and also H.264, HEVC, AV1 and MPEG-4 with ``device="mixed"`` (NVDEC). Its ``frames``
+argument accepts a per-sample tensor (an *argument input*), and out-of-range indices are silently filled
+with black frames (``fill_value``), so indices must be right before they reach the decoder.
+
+The contract (:func:`mintime.video.sample_frame_indices`) needs the clip's frame count ``N``, which no DALI
+operator reports before decoding. Two pipelines, both exact:
+
+* :func:`sampled_video_decode` (``sampling="indices"``): the caller computes the indices from a cheap probe
+  (container header and a demux pass, no decoding: 10-20 ms for the shared 720p/1080p clips) and feeds them
+  as a second input, ``FRAME_INDICES``; the decoder decodes only what those frames need. Used by :func:`decode_with_dali`
+  and so by a Python-backend Triton model that owns the pipeline; it is also what a two-step ensemble
+  (probe, then the DALI backend) would serve.
+* :func:`whole_video_decode` (``sampling="in_graph"``): one input, ``VIDEO``, as the contract's
+  ``video_decode`` model has, so it serializes to a self-contained ``model.dali`` for Triton's DALI backend.
+  It decodes *every* frame, takes ``N`` from the output's shape and evaluates the contract's integer formula
+  in the graph, then keeps the sampled frames (``fn.sequence_rearrange``). Exact, but it holds a whole clip
+  of decoded frames per sample (301 frames of 720x1280 RGB = 0.83 GB) and decodes every frame to RGB.
+  ``max_decoded_frames`` bounds that memory by sampling only the first frames of longer clips (a deliberate,
+  documented deviation from the contract for those clips). It cannot read the frame rate or the display
+  matrix: its ``video_decode_info`` carries ``fps = 0`` (unknown) and ``rotation = 0`` (not applied, frames
+  as stored), and portrait phone videos with a rotation tag come out sideways.
+
+Deployment choice (see ``serialize``): ``model.dali`` is produced by an export step from these functions
+(not an ``@autoserialize`` ``dali.py``), so that the graph and its tests live in one module.
+
+Failed decodes: a default DALI pipeline that fails on one input also fails the next; every pipeline here is
+built with ``prefetch_queue_depth=1, exec_dynamic=True``, which recovers (tested: a bad input, then a good one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.data_node import DataNode
+from nvidia.dali.pipeline import Pipeline
+
+from mintime.contract import VIDEO_DECODE
+from mintime.video import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_NUM_FRAMES,
+    DecodedClip,
+    VideoDecodeError,
+    VideoSource,
+    probe,
+    read_source,
+    rotate_frames,
+    sample_frame_indices,
+)
+
+__all__ = [
+    "VIDEO_INPUT",
+    "FRAME_INDICES_INPUT",
+    "FRAMES_OUTPUT",
+    "INDICES_OUTPUT",
+    "INFO_OUTPUT",
+    "CPU_CODECS",
+    "MIXED_CODECS",
+    "contract_indices",
+    "sampled_video_decode",
+    "whole_video_decode",
+    "build_pipeline",
+    "serialize",
+    "decode_with_dali",
+]
+
+logger = logging.getLogger(__name__)
+
+VIDEO_INPUT = VIDEO_DECODE.inputs[0].name  # "VIDEO": the encoded file, uint8 (num_bytes,)
+#: Second input of the ``indices`` pipeline: int32 (T,) frame indices computed by the caller.
+FRAME_INDICES_INPUT = "FRAME_INDICES"
+FRAMES_OUTPUT = VIDEO_DECODE.outputs[0].name  # (T, H, W, 3) uint8 RGB
+INDICES_OUTPUT = VIDEO_DECODE.outputs[1].name  # (T,) int64
+INFO_OUTPUT = VIDEO_DECODE.outputs[2].name  # (3,) float32 fps, total frames, rotation
+
+#: Codecs (FFmpeg names) that ``fn.decoders.video`` decodes on each device.
+CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
+MIXED_CODECS = CPU_CODECS | {"h264", "hevc", "av1", "mpeg4"}
+
+_SAMPLINGS = ("indices", "in_graph")
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "mixed"):
+        raise ValueError(f"device must be 'cpu' or 'mixed', got {device!r}")
+
+
+def contract_indices(total: DataNode, num_frames: int) -> DataNode:
+    """The sampling contract inside a DALI graph.
+
+    Evaluates :func:`mintime.video.sample_frame_indices` with DALI arithmetic, in the same exact integer
+    form: ``T' = min(T, N)``, ``idx[i] = (2 i (N - 1) + d) // (2 d)`` with ``d = max(T' - 1, 1)``, then keeps
+    the first ``T'`` values.
+
+    Args:
+        total: per-sample int32 scalar ``N`` (frames in the clip), a CPU node.
+        num_frames: ``T``, fixed for the pipeline.
+
+    Returns:
+        CPU node, per sample (T',) int32.
+    """
+    from nvidia.dali import math as dmath
+
+    i = types.Constant(np.arange(num_frames, dtype=np.int32), device="cpu")
+    keep = dmath.min(total, num_frames)
+    den = dmath.max(keep - 1, 1)
+    idx = (2 * i * (total - 1) + den) // (2 * den)
+    start = types.Constant(np.zeros(1, np.int32), device="cpu")
+    return fn.slice(
+        idx, start, fn.reshape(keep, shape=[1]), axes=[0], normalized_anchor=False, normalized_shape=False
+    )
+
+
+@pipeline_def
+def sampled_video_decode(device: str = "cpu") -> tuple[DataNode, DataNode]:
+    """Decode the frames the caller asks for (exact contract when the indices come from ``sample_frame_indices``).
+
+    Steps: ``VIDEO`` (uint8 (num_bytes,), the encoded file) and ``FRAME_INDICES`` (int32 (T,)) from
+    ``fn.external_source`` -> ``fn.decoders.video(frames=FRAME_INDICES)`` on ``device`` (``"cpu"``: VP8, VP9,
+    MJPEG; ``"mixed"``: also H.264, HEVC, AV1, MPEG-4 on NVDEC).
+
+    Args:
+        device: ``"cpu"`` or ``"mixed"``.
+
+    Returns:
+        ``video_decode_frames`` (T, H, W, 3) uint8 RGB as stored (no rotation; on the GPU for ``"mixed"``),
+        ``video_decode_frame_indices`` (T,) int64.
+    """
+    _check_device(device)
+    video = fn.external_source(name=VIDEO_INPUT, dtype=types.UINT8, ndim=1, device="cpu")
+    indices = fn.external_source(name=FRAME_INDICES_INPUT, dtype=types.INT32, ndim=1, device="cpu")
+    frames = fn.decoders.video(video, device=device, frames=indices, name=FRAMES_OUTPUT)
+    return frames, fn.cast(indices, dtype=types.INT64, name=INDICES_OUTPUT)
+
+
+@pipeline_def
+def whole_video_decode(
+    device: str = "mixed", num_frames: int = DEFAULT_NUM_FRAMES, max_decoded_frames: int | None = None
+) -> tuple[DataNode, DataNode, DataNode]:
+    """Sample the contract's frames inside the graph, from the single input ``VIDEO`` (Triton DALI backend).
+
+    Steps: ``VIDEO`` (uint8 (num_bytes,)) from ``fn.external_source`` -> ``fn.decoders.video`` decodes all
+    frames (or the first ``max_decoded_frames``) -> ``N`` = the decoded sequence's length ->
+    :func:`contract_indices` -> ``fn.sequence_rearrange`` keeps those frames.
+
+    Args:
+        device: ``"cpu"`` or ``"mixed"``.
+        num_frames: ``T``.
+        max_decoded_frames: decode at most this many frames per clip (bounds memory; longer clips are then
+            sampled from their first ``max_decoded_frames`` frames only). None: the whole clip.
+
+    Returns:
+        ``video_decode_frames`` (T', H, W, 3) uint8 RGB as stored, ``video_decode_frame_indices`` (T',)
+        int64, ``video_decode_info`` (3,) float32 ``[0 (fps unknown), N, 0 (rotation not applied)]``.
+    """
+    _check_device(device)
+    video = fn.external_source(name=VIDEO_INPUT, dtype=types.UINT8, ndim=1, device="cpu")
+    if max_decoded_frames:
+        every = fn.decoders.video(
+            video, device=device, start_frame=0, end_frame=max_decoded_frames, pad_mode="none"
+        )
+    else:
+        every = fn.decoders.video(video, device=device)
+    total = every.shape(dtype=types.INT32, device="cpu")[0]
+    indices = contract_indices(total, num_frames)
+    frames = fn.sequence_rearrange(every, new_order=indices, name=FRAMES_OUTPUT)
+    n = fn.cast(total, dtype=types.FLOAT)
+    info = fn.stack(n * 0.0, n, n * 0.0, name=INFO_OUTPUT)
+    return frames, fn.cast(indices, dtype=types.INT64, name=INDICES_OUTPUT), info
+
+
+def build_pipeline(
+    device: str = "cpu",
+    *,
+    sampling: str = "indices",
+    num_frames: int = DEFAULT_NUM_FRAMES,
+    max_decoded_frames: int | None = None,
+    batch_size: int = 1,
+    num_threads: int = 2,
+    device_id: int | None = None,
+    build: bool = True,
+) -> Pipeline:
+    """Create (and build) a video-decode pipeline that recovers after a failed decode.
+
+    Args:
+        device: ``"cpu"`` or ``"mixed"`` (GPU; ``device_id`` defaults to 0).
+        sampling: ``"indices"`` (:func:`sampled_video_decode`, inputs ``VIDEO`` + ``FRAME_INDICES``) or
+            ``"in_graph"`` (:func:`whole_video_decode`, input ``VIDEO``).
+        num_frames: ``T`` for ``"in_graph"`` (the ``"indices"`` pipeline takes whatever it is fed).
+        max_decoded_frames: see :func:`whole_video_decode`.
+        batch_size: videos per iteration (the maximum; a smaller batch may be fed).
+        num_threads: CPU worker threads.
+        device_id: GPU ordinal; None for a CPU-only pipeline.
+        build: build it now (needs a GPU for ``"mixed"``); False to only define it (e.g. to serialize).
+
+    Returns:
+        The pipeline (built when ``build``).
+    """
+    _check_device(device)
+    if sampling not in _SAMPLINGS:
+        raise ValueError(f"sampling must be one of {_SAMPLINGS}, got {sampling!r}")
+    if device == "mixed" and device_id is None and build:
+        device_id = 0
+    kw = dict(
+        batch_size=batch_size,
+        num_threads=num_threads,
+        device_id=device_id,
+        prefetch_queue_depth=1,
+        exec_dynamic=True,
+    )
+    if sampling == "indices":
+        pipe = sampled_video_decode(device=device, **kw)
+    else:
+        pipe = whole_video_decode(
+            device=device, num_frames=num_frames, max_decoded_frames=max_decoded_frames, **kw
+        )
+    if build:
+        pipe.build()
+    return pipe
+
+
+def serialize(
+    path: str | os.PathLike,
+    device: str = "mixed",
+    *,
+    sampling: str = "in_graph",
+    num_frames: int = DEFAULT_NUM_FRAMES,
+    max_decoded_frames: int | None = None,
+    batch_size: int = 8,
+    num_threads: int = 4,
+) -> Path:
+    """Write a ``model.dali`` for Triton's DALI backend (works on a machine without a GPU).
+
+    The pipeline is serialized without a device id; the DALI backend assigns each model instance its GPU.
+    The backend wants ``VIDEO`` as ``TYPE_UINT8 [-1]`` and its ``max_batch_size`` at most ``batch_size``.
+
+    Args:
+        path: output file, e.g. ``model_repository/video_decode/1/model.dali``.
+        device: ``"mixed"`` (NVDEC, production) or ``"cpu"``.
+        sampling: ``"in_graph"`` (single input ``VIDEO``, the contract's interface) or ``"indices"``
+            (adds the ``FRAME_INDICES`` input).
+        num_frames: ``T``.
+        max_decoded_frames: see :func:`whole_video_decode`.
+        batch_size: maximum batch.
+        num_threads: CPU threads of the pipeline.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pipe = build_pipeline(
+        device,
+        sampling=sampling,
+        num_frames=num_frames,
+        max_decoded_frames=max_decoded_frames,
+        batch_size=batch_size,
+        num_threads=num_threads,
+        device_id=None,
+        build=False,
+    )
+    pipe.serialize(filename=str(path))
+    logger.info("wrote %s (%s, sampling=%s, T=%d)", path, device, sampling, num_frames)
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_pipeline(device: str, device_id: int | None) -> tuple[Pipeline, threading.Lock]:
+    return build_pipeline(device, sampling="indices", device_id=device_id), threading.Lock()
+
+
+def _first_line(err: Exception) -> str:
+    lines = [ln for ln in str(err).splitlines() if ln.strip() and "Critical error" not in ln]
+    return lines[0] if lines else type(err).__name__
+
+
+def decode_with_dali(
+    data: VideoSource,
+    num_frames: int = DEFAULT_NUM_FRAMES,
+    device: str = "cpu",
+    *,
+    pipeline: Pipeline | None = None,
+    device_id: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    apply_rotation: bool = True,
+) -> DecodedClip:
+    """Decode the contract's sampled frames with DALI: the DALI twin of :func:`mintime.video.decode_sampled`.
+
+    A PyAV probe (container header and a demux pass, plus one decoded frame for the display matrix) gives
+    the frame count, fps and rotation; the indices go to :func:`sampled_video_decode`; the frames are
+    turned upright on the host.
+
+    Args:
+        data: the encoded video (bytes, a uint8 array, or a path).
+        num_frames: ``T``.
+        device: ``"cpu"`` (VP8/VP9/MJPEG) or ``"mixed"`` (GPU, also H.264/HEVC/AV1/MPEG-4).
+        pipeline: a built ``"indices"`` pipeline of batch size >= 1 to use (default: one shared per
+            ``(device, device_id)``, used under a lock).
+        device_id: GPU for ``"mixed"`` (default 0).
+        max_bytes: refuse larger inputs.
+        apply_rotation: read the display matrix (the probe then decodes one frame on the CPU with PyAV)
+            and turn frames upright; False leaves frames as stored and reports ``rotation=0``.
+
+    Returns:
+        The sampled clip (frames copied to host memory).
+
+    Raises:
+        VideoDecodeError: as :func:`mintime.video.decode_sampled`, or a codec this device cannot decode.
+    """
+    _check_device(device)
+    raw = read_source(data)
+    info = probe(raw, max_bytes=max_bytes, count_packets=True, read_rotation=apply_rotation)
+    supported = CPU_CODECS if device == "cpu" else MIXED_CODECS
+    if info["codec"] not in supported:
+        raise VideoDecodeError(
+            f"unsupported codec for the DALI {device} decoder: {info['codec']} (supported: "
+            f"{', '.join(sorted(supported))}); decode it with device='mixed' on a GPU or with PyAV"
+        )
+    indices = sample_frame_indices(info["total_frames"], num_frames)
+    lock: threading.Lock | contextlib.nullcontext = contextlib.nullcontext()
+    if pipeline is None:
+        pipeline, lock = _shared_pipeline(device, 0 if device == "mixed" and device_id is None else device_id)
+    with lock:
+        pipeline.feed_input(VIDEO_INPUT, [np.frombuffer(raw, dtype=np.uint8)])
+        pipeline.feed_input(FRAME_INDICES_INPUT, [indices.astype(np.int32)])
+        try:
+            frames_out, _ = pipeline.run()
+        except RuntimeError as err:
+            raise VideoDecodeError(f"DALI could not decode the video: {_first_line(err)}") from err
+    if hasattr(frames_out, "as_cpu"):
+        frames_out = frames_out.as_cpu()
+    frames = np.array(frames_out[0])
+    if frames.shape[0] != len(indices):
+        raise VideoDecodeError(f"DALI returned {frames.shape[0]} frames for {len(indices)} requested")
+    rotation = int(info["rotation"]) if apply_rotation else 0
+    frames = rotate_frames(frames, rotation)
+    height, width = frames.shape[1:3]
+    return DecodedClip(
+        frames=frames,
+        indices=indices,
+        fps=float(info["fps"]),
+        width=int(width),
+        height=int(height),
+        total_frames=int(info["total_frames"]),
+        rotation=rotation,
+        truncated=False,
+        duration_s=float(info["duration_s"]),
+        source_size=(int(width), int(height)),
+    )
