@@ -1,0 +1,190 @@
+"""Time the MINTIME networks on CPU (or CUDA): median forward latency per case.
+
+Each case is ``Case(group, variant, build_fn, input_fn)``: ``build_fn()`` returns an eval-mode module,
+``input_fn()`` the positional inputs of one forward. Cases of the same ``group`` are timed round-robin
+and compared with the group's first variant (speed-up column: first's median / this median). To add a network
+(e.g. a backbone), append cases to :func:`cases`.
+
+Usage::
+
+    python benchmarks/bench_models.py                     # every case, CPU
+    python benchmarks/bench_models.py --filter b1 --repeats 20 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mintime.models.temporal import MintimeTemporal, TemporalConfig
+
+F, P = 16, 49
+
+
+@dataclass
+class Case:
+    """One timed configuration."""
+
+    group: str
+    variant: str
+    build_fn: Callable[[], nn.Module]
+    input_fn: Callable[[], tuple[Tensor, ...]]
+
+    @property
+    def name(self) -> str:
+        return f"{self.group} [{self.variant}]"
+
+
+def temporal_inputs(batch: int, channels: int) -> tuple[Tensor, ...]:
+    """Realistic temporal inputs: two identities (6 + 6 faces) and 4 masked dummy slots per video."""
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(batch, F, channels, 7, 7, generator=g)
+    mask = torch.ones(batch, F, dtype=torch.bool)
+    mask[:, 12:] = False
+    ident = torch.tensor([0] * 6 + [1] * 10)
+    identities_mask = (ident[:, None] == ident[None, :]).expand(batch, F, F).clone()
+    size_ids = torch.randint(1, 21, (batch, F), generator=g)
+    size_ids[:, 12:] = 0
+    rank = torch.tensor(list(range(6)) * 2 + [5] * 4)
+    positions = torch.cat(
+        [torch.zeros(1, dtype=torch.long), (rank[:, None] * P + torch.arange(P) + 1).reshape(-1)]
+    )
+    return features, mask, identities_mask, size_ids, positions.expand(batch, -1).clone()
+
+
+@functools.cache
+def _temporal(preset: str) -> MintimeTemporal:
+    torch.manual_seed(0)
+    return MintimeTemporal(getattr(TemporalConfig, preset)()).eval()
+
+
+def temporal_case(preset: str, impl: str, batch: int) -> Case:
+    """The temporal model of ``preset`` (a TemporalConfig classmethod) with attention ``impl``."""
+    channels = getattr(TemporalConfig, preset)().channels
+
+    def build() -> nn.Module:
+        # an independent copy per variant: the variants of a group are timed round-robin
+        return copy.deepcopy(_temporal(preset)).set_attention_impl(impl)  # type: ignore[arg-type]
+
+    return Case(f"temporal {preset} b{batch}", impl, build, lambda: temporal_inputs(batch, channels))
+
+
+@functools.cache
+def _backbone(name: str) -> nn.Module:
+    from mintime.models.backbones import create_backbone
+
+    torch.manual_seed(0)
+    return create_backbone(name, pretrained=name == "efficientnet_lite0").eval()
+
+
+def backbone_case(name: str, layout: str, batch: int = F) -> Case:
+    """One backbone forward on ``batch`` faces (16 = one video), fp32, NCHW ("eager") or ``channels_last``."""
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+
+    def build() -> nn.Module:
+        return copy.deepcopy(_backbone(name)).to(memory_format=memory_format)
+
+    def inputs() -> tuple[Tensor, ...]:
+        faces = torch.rand(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 255
+        return (faces.contiguous(memory_format=memory_format),)
+
+    return Case(f"backbone {name} b{batch}", layout, build, inputs)
+
+
+def cases() -> list[Case]:
+    """Every benchmark case, in run order."""
+    out: list[Case] = []
+    for batch in (1, 4):
+        for impl in ("eager", "sdpa"):
+            out.append(temporal_case("original_xc", impl, batch))
+    for name in ("xception", "efficientnet_b0", "efficientnet_lite0"):
+        for layout in ("eager", "channels_last"):
+            out.append(backbone_case(name, layout))
+    return out
+
+
+def time_group(
+    group: list[Case], *, device: torch.device, warmup: int, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Time the variants of one group round-robin (fair ratios on a machine whose load drifts).
+
+    Returns, per case name, the median and min wall time and the median process CPU time (ms) of ``repeats``
+    forwards after ``warmup`` untimed ones.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    prepared = []
+    for case in group:
+        model = case.build_fn().to(device)
+        prepared.append((case, model, tuple(t.to(device) for t in case.input_fn())))
+    wall: dict[str, list[float]] = {c.name: [] for c in group}
+    cpu: dict[str, list[float]] = {c.name: [] for c in group}
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            for case, model, inputs in prepared:
+                sync()
+                t0, c0 = time.perf_counter(), time.process_time()
+                model(*inputs)
+                sync()
+                if i >= warmup:
+                    wall[case.name].append((time.perf_counter() - t0) * 1e3)
+                    cpu[case.name].append((time.process_time() - c0) * 1e3)
+    return {
+        name: {
+            "median_ms": statistics.median(wall[name]),
+            "min_ms": min(wall[name]),
+            "cpu_median_ms": statistics.median(cpu[name]),
+            "repeats": repeats,
+        }
+        for name in wall
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filter", default="", help="run only cases whose name contains this")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+
+    selected = [c for c in cases() if args.filter in c.name]
+    groups: dict[str, list[Case]] = {}
+    for case in selected:
+        groups.setdefault(case.group, []).append(case)
+    results: dict[str, dict[str, float]] = {}
+    print(f"{'case':<36} {'median ms':>10} {'min ms':>9} {'cpu ms':>9} {'speed-up vs first':>18}")
+    for group in groups.values():
+        timed = time_group(group, device=device, warmup=args.warmup, repeats=args.repeats)
+        base = timed[group[0].name]["median_ms"]
+        for name, r in timed.items():
+            r["speedup_vs_first"] = base / r["median_ms"]
+            results[name] = r
+            print(
+                f"{name:<36} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f} {r['cpu_median_ms']:>9.1f} "
+                f"{r['speedup_vs_first']:>17.2f}x",
+                flush=True,
+            )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

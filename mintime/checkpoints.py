@@ -1,0 +1,330 @@
+"""Checkpoint I/O: the authors' published files (strict loading, clear errors) and the project format.
+
+* The authors' files (``MINTIME_XC_Model_checkpoint30``, ``..._Extractor_checkpoint30``) are plain ``torch.save``d
+  state dicts, most likely with a ``module.`` prefix (DataParallel); EfficientNet files of their earlier work carry
+  ``efficient_net.``. :func:`read_state_dict` unwraps and strips those; :func:`load_state_dict_strict` loads all or
+  nothing; :func:`load_original_temporal` builds the matching :class:`~mintime.models.temporal.MintimeTemporal`.
+* The project checkpoint is ONE file (written atomically) holding the temporal config, both state dicts, the
+  backbone name and metadata, readable with ``torch.load(weights_only=True)``: no arbitrary object is ever
+  unpickled. Layout (a plain dict): ``format`` = :data:`FORMAT`, ``version`` = :data:`VERSION`,
+  ``temporal_config`` / ``metadata`` as JSON strings, ``backbone`` str, ``temporal_state`` / ``backbone_state``
+  ``{str: Tensor}`` (``backbone_state`` may be None).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import tempfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mintime.models.temporal import MintimeTemporal, TemporalConfig
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CheckpointError",
+    "ProjectCheckpoint",
+    "read_state_dict",
+    "load_state_dict_strict",
+    "infer_original_config",
+    "load_original_temporal",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Value of the ``format`` field of a project checkpoint.
+FORMAT = "mintime-checkpoint"
+#: Current (and highest readable) project checkpoint version.
+VERSION = 1
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+_LIST_LIMIT = 10
+
+
+class CheckpointError(Exception):
+    """A checkpoint file cannot be read, has the wrong format, or does not match the module."""
+
+
+def _torch_load(path: str | Path) -> Any:
+    """``torch.load(map_location='cpu', weights_only=True)`` with every failure turned into CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses arbitrary objects (classes, functions): never fall back to full unpickling
+        raise CheckpointError(
+            f"{path}: refused to load (the file contains objects other than tensors and plain containers, "
+            f"or is not a torch file): {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ModuleNotFoundError) as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+
+
+def _strip(key: str, strip_through: str | None) -> str:
+    if strip_through and strip_through in key:
+        key = key.split(strip_through, 1)[1]
+    if key.startswith("module."):
+        key = key[len("module.") :]
+    return key
+
+
+def read_state_dict(path: str | Path, *, strip_through: str | None = None) -> dict[str, Tensor]:
+    """Read a state dict saved by ``torch.save``, safely, onto the CPU.
+
+    Unwraps ``{'state_dict': ...}`` / ``{'model': ...}`` (and ``{'model_state_dict': ...}``) wrappers and strips a
+    leading ``module.`` from every key.
+
+    Args:
+        path: the file.
+        strip_through: if given (e.g. ``"efficient_net."``), keys containing it lose everything up to and
+            including its first occurrence.
+
+    Returns:
+        ``{key: tensor}`` in file order.
+
+    Raises:
+        CheckpointError: unreadable file, non-tensor entries, or keys that collide after stripping.
+    """
+    obj = _torch_load(path)
+    for _ in range(2):  # e.g. {'model': {'state_dict': ...}} is unusual, one nested level is accepted
+        if isinstance(obj, Mapping):
+            wrapper = next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+            if wrapper is not None:
+                obj = obj[wrapper]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict (mapping of tensors), got {type(obj).__name__}")
+    if isinstance(obj.get("format"), str) and obj.get("format") == FORMAT:
+        raise CheckpointError(
+            f"{path}: this is a project checkpoint; use mintime.checkpoints.load_checkpoint"
+        )
+    out: dict[str, Tensor] = OrderedDict()
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: not a state dict, {len(bad)} non-tensor entries: {bad[:_LIST_LIMIT]}")
+    for key, value in obj.items():
+        new = _strip(key, strip_through)
+        if new in out:
+            raise CheckpointError(f"{path}: key {key!r} collides with another entry after prefix stripping")
+        out[new] = value
+    return out
+
+
+def _listing(title: str, items: list[str]) -> str:
+    more = f" ... (+{len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else ""
+    return f"{len(items)} {title}: " + ", ".join(items[:_LIST_LIMIT]) + more
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, Tensor], *, what: str) -> None:
+    """Load ``state_dict`` into ``module`` only if keys and shapes match exactly; never a partial load.
+
+    Args:
+        module: the target module.
+        state_dict: ``{key: tensor}`` (already stripped of prefixes).
+        what: a short description for the error message (e.g. the file name and the model).
+
+    Raises:
+        CheckpointError: naming the missing keys, unexpected keys and shape mismatches (first 10 of each
+            plus the counts). The module is left untouched.
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} (file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [f"{what}: the state dict does not match {type(module).__name__}"]
+        if missing:
+            parts.append(_listing("missing keys", missing))
+        if unexpected:
+            parts.append(_listing("unexpected keys", unexpected))
+        if mismatched:
+            parts.append(_listing("shape mismatches", mismatched))
+        raise CheckpointError("; ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def infer_original_config(state_dict: Mapping[str, Tensor]) -> TemporalConfig:
+    """The :class:`TemporalConfig` of an original ``SizeInvariantTimeSformer`` state dict.
+
+    The preset comes from the patch-embedding input width (2048 = MINTIME-XC, 1280 = MINTIME-EF); the depth,
+    the table sizes and the presence of ``size_emb`` are read from the keys.
+
+    Raises:
+        CheckpointError: no ``to_patch_embedding.weight``, or an unknown channel count.
+    """
+    weight = state_dict.get("to_patch_embedding.weight")
+    if weight is None or weight.ndim != 2:
+        raise CheckpointError("not a MINTIME temporal state dict: no 2-D 'to_patch_embedding.weight'")
+    channels = int(weight.shape[1])
+    presets = {2048: TemporalConfig.original_xc, 1280: TemporalConfig.original_ef}
+    if channels not in presets:
+        raise CheckpointError(
+            f"to_patch_embedding takes {channels} channels; only 2048 (XC) and 1280 (EF) are known, "
+            "pass an explicit TemporalConfig"
+        )
+    overrides: dict[str, Any] = {"enable_size_emb": "size_emb.weight" in state_dict}
+    layer_ids = {
+        int(k.split(".")[1]) for k in state_dict if k.startswith("layers.") and k.split(".")[1].isdigit()
+    }
+    if layer_ids:
+        overrides["depth"] = max(layer_ids) + 1
+    if "pos_emb.weight" in state_dict:
+        overrides["pos_table_size"] = int(state_dict["pos_emb.weight"].shape[0])
+    if "size_emb.weight" in state_dict:
+        overrides["size_table_size"] = int(state_dict["size_emb.weight"].shape[0])
+    return presets[channels](**overrides)
+
+
+def load_original_temporal(path: str | Path, config: TemporalConfig | None = None) -> MintimeTemporal:
+    """Build a :class:`MintimeTemporal` from the authors' model file (e.g. ``MINTIME_XC_Model_checkpoint30``).
+
+    Args:
+        path: the checkpoint (a plain state dict, ``module.``-prefixed or not).
+        config: the architecture; None = inferred (:func:`infer_original_config`).
+
+    Returns:
+        The model in eval mode, on the CPU, float32.
+
+    Raises:
+        CheckpointError: unreadable file or any key/shape mismatch.
+    """
+    state = read_state_dict(path)
+    config = config if config is not None else infer_original_config(state)
+    model = MintimeTemporal(config)
+    load_state_dict_strict(model, state, what=f"{path} (MINTIME temporal model)")
+    logger.info("loaded the original temporal model from %s (%d tensors)", path, len(state))
+    return model.eval()
+
+
+@dataclass
+class ProjectCheckpoint:
+    """The content of a project checkpoint (see the module docstring for the file layout)."""
+
+    temporal_config: dict[str, Any]
+    temporal_state: dict[str, Tensor]
+    backbone: str
+    backbone_state: dict[str, Tensor] | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def build_temporal(self, **kwargs: Any) -> MintimeTemporal:
+        """A :class:`MintimeTemporal` with this checkpoint's config and weights, in eval mode."""
+        model = MintimeTemporal(TemporalConfig.from_dict(self.temporal_config), **kwargs)
+        load_state_dict_strict(model, self.temporal_state, what="project checkpoint (temporal model)")
+        return model.eval()
+
+
+def _tensor_dict(state: Mapping[str, Tensor] | nn.Module, name: str) -> dict[str, Tensor]:
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    out: dict[str, Tensor] = OrderedDict()
+    for k, v in state.items():
+        if not isinstance(k, str) or not isinstance(v, Tensor):
+            raise TypeError(f"{name}: expected {{str: Tensor}}, got entry {k!r}: {type(v).__name__}")
+        out[k] = v.detach().cpu()
+    return out
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    temporal_config: dict[str, Any],
+    temporal_state: Mapping[str, Tensor] | nn.Module,
+    backbone: str,
+    backbone_state: Mapping[str, Tensor] | nn.Module | None,
+    metadata: dict[str, Any],
+) -> Path:
+    """Write a project checkpoint atomically (temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        path: destination file (its folder is created).
+        temporal_config: ``TemporalConfig.to_dict()`` (must be JSON-serialisable).
+        temporal_state: the temporal model's state dict (or the module itself).
+        backbone: the backbone's registry name.
+        backbone_state: the backbone's state dict (or module), None when the backbone is not stored.
+        metadata: anything JSON-serialisable (epoch, metrics, data description, versions).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "temporal_config": json.dumps(temporal_config, sort_keys=True),
+        "backbone": str(backbone),
+        "metadata": json.dumps(metadata, sort_keys=True),
+        "temporal_state": _tensor_dict(temporal_state, "temporal_state"),
+        "backbone_state": None if backbone_state is None else _tensor_dict(backbone_state, "backbone_state"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("saved project checkpoint %s", path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> ProjectCheckpoint:
+    """Read a project checkpoint written by :func:`save_checkpoint` (``weights_only=True``, CPU).
+
+    Raises:
+        CheckpointError: unreadable or unsafe file, not a project checkpoint (e.g. a bare state dict such as
+            the authors' files), an unsupported version, or malformed fields.
+    """
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+        hint = ""
+        if isinstance(obj, Mapping) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+            hint = " (it looks like a bare state dict: use load_original_temporal / read_state_dict)"
+        raise CheckpointError(f"{path}: not a MINTIME project checkpoint (no format={FORMAT!r} field){hint}")
+    version = obj.get("version")
+    if not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise CheckpointError(
+            f"{path}: unsupported project checkpoint version {version!r} (this code reads 1..{VERSION})"
+        )
+    try:
+        temporal_config = json.loads(obj["temporal_config"])
+        metadata = json.loads(obj["metadata"])
+        backbone = obj["backbone"]
+        temporal_state = obj["temporal_state"]
+        backbone_state = obj["backbone_state"]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: malformed project checkpoint: {exc!r}") from exc
+    if not isinstance(backbone, str) or not isinstance(temporal_config, dict):
+        raise CheckpointError(f"{path}: malformed project checkpoint (backbone or temporal_config)")
+    for name, state in (("temporal_state", temporal_state), ("backbone_state", backbone_state)):
+        if state is None and name == "backbone_state":
+            continue
+        if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: malformed project checkpoint ({name} is not a tensor dict)")
+    return ProjectCheckpoint(
+        temporal_config=temporal_config,
+        temporal_state=dict(temporal_state),
+        backbone=backbone,
+        backbone_state=None if backbone_state is None else dict(backbone_state),
+        metadata=metadata,
+    )
