@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,13 @@ class PipelineConfig:
         max_identities: identities kept, largest faces first (2 in the original config).
         embedder: "dlib" (installable offline) or "facenet" (needs ``embedder_weights``).
         mask_regime: "correct" (dummy slots masked, default) or "all_true" (the original training loader).
-        min_cluster_ratio: identities smaller than this fraction of the largest one are dropped.
+        min_cluster_ratio: identities with fewer faces than this fraction of the largest one are dropped.
+        min_faces: identities seen on fewer sampled frames are dropped (one-frame false detections).
+        min_size_ratio: identities whose mean face side is below this fraction of the largest are dropped.
         thresholds: MTCNN P/R/O-Net score thresholds (the original's defaults).
     """
 
-    num_frames: int = 32
+    num_frames: int = 16
     detect_scale: float = 0.5
     num_slots: int = contract.NUM_SLOTS
     max_identities: int = 2
@@ -80,6 +83,7 @@ class PipelineConfig:
     mask_regime: str = "correct"
     min_cluster_ratio: float = 0.2
     min_faces: int = 2
+    min_size_ratio: float = 0.4
     thresholds: tuple[float, float, float] = (0.85, 0.95, 0.95)
     min_face_size: int = 20
 
@@ -174,11 +178,12 @@ class FaceAnalyzer:
             )
         return self._embedder
 
-    def analyze(self, clip: Any) -> FaceAnalysis:
+    def analyze(self, clip: Any, timings: dict[str, float] | None = None) -> FaceAnalysis:
         """Run detect → crops → identities → slots on a decoded clip.
 
         Args:
             clip: a :class:`mintime.video.DecodedClip` (frames (T, H, W, 3) uint8 RGB, indices (T,)).
+            timings: if given, receives seconds per stage (``detect``, ``identities``, ``crops_slots``).
 
         Returns:
             A :class:`FaceAnalysis`; ``status == "no_face"`` when no identity survives.
@@ -189,7 +194,10 @@ class FaceAnalyzer:
         cfg = self.cfg
         frames = clip.frames
         info: dict[str, Any] = {"clip": _clip_info(clip)}
+        timings = {} if timings is None else timings
+        t0 = time.perf_counter()
         detections = self.detector.detect(frames, scale=cfg.detect_scale)
+        timings["detect"] = time.perf_counter() - t0
 
         # flatten detections: one row per face
         frame_pos, boxes, scores = [], [], []
@@ -202,6 +210,7 @@ class FaceAnalyzer:
         if not boxes:
             return self._no_face(info, "no face detected in the sampled frames")
 
+        t0 = time.perf_counter()
         boxes_arr = np.stack(boxes)
         frame_pos_arr = np.asarray(frame_pos, np.int64)
         frame_ids = np.asarray(clip.indices, np.int64)[frame_pos_arr]
@@ -215,9 +224,12 @@ class FaceAnalyzer:
             metric=self.embedder.metric,
             min_cluster_ratio=cfg.min_cluster_ratio,
             min_faces=cfg.min_faces,
+            min_size_ratio=cfg.min_size_ratio,
         )
+        timings["identities"] = time.perf_counter() - t0
         if not clusters.identities:
             return self._no_face(info, "faces were detected but none recurs enough to form an identity")
+        t0 = time.perf_counter()
 
         # crops of every clustered face, from the face's own frame
         crops: dict[int, np.ndarray] = {}
@@ -287,6 +299,7 @@ class FaceAnalyzer:
                 for s, rec in enumerate(plan.faces)
             ],
         )
+        timings["crops_slots"] = time.perf_counter() - t0
         return FaceAnalysis(status=contract.STATUS_OK, faces=faces, plan=plan, info=info)
 
     def _no_face(self, info: dict[str, Any], reason: str) -> FaceAnalysis:

@@ -111,9 +111,24 @@ def test_predict_with_authors_format_weights(xc_models, two_people):
 
 def test_cli_predict_json_on_clips(original_files, data_dir, capsys):
     model, extractor = original_files
-    videos = [data_dir / "videos" / "two_people_one_fake_720p.mp4", data_dir / "videos" / "dfdc_portrait_fake_720x1280.mp4"]
+    videos = [
+        data_dir / "videos" / "two_people_one_fake_720p.mp4",
+        data_dir / "videos" / "dfdc_portrait_fake_720x1280.mp4",
+    ]
     code = cli_main(
-        ["predict", "--json", "--num-frames", "8", "--model-weights", str(model), "--extractor-weights", str(extractor), "--variant", "xc", *map(str, videos)]
+        [
+            "predict",
+            "--json",
+            "--num-frames",
+            "8",
+            "--model-weights",
+            str(model),
+            "--extractor-weights",
+            str(extractor),
+            "--variant",
+            "xc",
+            *map(str, videos),
+        ]
     )
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
@@ -131,3 +146,107 @@ def test_cli_predict_json_on_clips(original_files, data_dir, capsys):
 def test_missing_weights_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_models(checkpoint=tmp_path / "nope.pt")
+
+
+@pytest.fixture(scope="module")
+def analyses(analyzer, data_dir):
+    from mintime.video import decode_sampled
+
+    out = {}
+    for name in ("street_crowd_1080p", "dfdc_portrait_fake_720x1280", "ffpp_634_real_720p", "ffpp_634_660_faceswap_fake_720p"):
+        clip = decode_sampled(data_dir / "videos" / f"{name}.mp4", 16)
+        out[name] = (clip, analyzer.analyze(clip))
+    return out
+
+
+def test_crowd_gives_several_identities(analyses):
+    _, analysis = analyses["street_crowd_1080p"]
+    info = analysis.to_json()
+    assert len(info["identities"]) >= 3
+    kept = [i for i in info["identities"] if i["kept"]]
+    assert len(kept) == 2  # max_identities
+    # kept identities are the largest faces
+    def side(i):
+        return np.mean([f["box"][2] - f["box"][0] for f in i["faces"]])
+
+    assert min(side(i) for i in kept) >= max(side(i) for i in info["identities"] if not i["kept"]) * 0.999
+
+
+def test_portrait_clip_one_upright_identity(analyses):
+    clip, analysis = analyses["dfdc_portrait_fake_720x1280"]
+    assert clip.height > clip.width
+    info = analysis.to_json()
+    kept = [i for i in info["identities"] if i["kept"]]
+    assert len(kept) == 1
+    assert len(kept[0]["slots"]) == 16
+    assert kept[0]["num_faces"] >= 6
+
+
+@pytest.mark.parametrize("name", ["ffpp_634_real_720p", "ffpp_634_660_faceswap_fake_720p"])
+def test_ffpp_pair_one_identity_same_place(analyses, name):
+    _, analysis = analyses[name]
+    kept = [i for i in analysis.to_json()["identities"] if i["kept"]]
+    assert len(kept) == 1 and kept[0]["num_faces"] >= 12
+    # the real/fake pair is the same footage: the face sits in the same place in both
+    other = "ffpp_634_660_faceswap_fake_720p" if name.endswith("real_720p") else "ffpp_634_real_720p"
+    kept_other = [i for i in analyses[other][1].to_json()["identities"] if i["kept"]]
+    c1 = np.median([f["box"] for f in kept[0]["faces"]], axis=0)
+    c2 = np.median([f["box"] for f in kept_other[0]["faces"]], axis=0)
+    assert np.abs(c1 - c2).max() < 30
+
+
+def test_no_face_video_gives_no_face_result(tmp_path, xc_models, capsys, original_files):
+    from mintime.testing_media import make_clip
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noise.mp4"
+    make_clip(path, frames=12, size=(160, 120), fps=10, draw=lambda i: rng.integers(0, 255, (120, 160, 3), np.uint8))
+    predictor = Predictor(PipelineConfig(num_frames=8), TorchEngines(xc_models.backbone, xc_models.temporal))
+    result = predictor.predict(path)
+    assert result["status"] == contract.STATUS_NO_FACE
+    assert result["fake_probability"] is None and result["label"] == "no_face"
+    model, extractor = original_files
+    code = cli_main(["predict", "--model-weights", str(model), "--extractor-weights", str(extractor), "--variant", "xc", str(path)])
+    assert code == 0
+    assert "no face found" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_files_and_continues(tmp_path, original_files, data_dir, capsys):
+    model, extractor = original_files
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video at all" * 10)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    code = cli_main(
+        ["predict", "--json", "--num-frames", "4", "--model-weights", str(model), "--extractor-weights", str(extractor), "--variant", "xc", str(bad), str(empty)]
+    )
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert code == 1
+    assert [r["status"] for r in lines] == ["error", "error"]
+    assert "not a video" in lines[0]["error"]
+    assert "empty" in lines[1]["error"]
+
+
+def test_annotated_video_has_every_frame(tmp_path, xc_models, two_people, data_dir):
+    import av
+
+    from mintime.annotate import write_annotated_video
+
+    _, analysis = two_people
+    predictor = Predictor(PipelineConfig(num_frames=16), TorchEngines(xc_models.backbone, xc_models.temporal))
+    logit, attn = predictor.run_networks(analysis)
+    result = finalize(analysis.to_json(), logit, attn)
+    src = data_dir / "videos" / "two_people_one_fake_720p.mp4"
+    out = write_annotated_video(src, result, tmp_path / "annotated.mp4")
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 113
+    assert frames[0].shape == (720, 1280, 3)
+    assert not list(tmp_path.glob(".*.part"))
+    # boxes are drawn: frame 50 differs from the source frame around the first identity's box
+    with av.open(str(src)) as c:
+        src_frames = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if i == 50]
+    kept = [i for i in result["identities"] if i["kept"]][0]
+    x1, y1, x2, y2 = (int(v) for v in kept["faces"][len(kept["faces"]) // 2]["box"])
+    diff = np.abs(frames[50].astype(int) - src_frames[0].astype(int))
+    assert diff[max(0, y1 - 40) : y2 + 40, max(0, x1 - 40) : x2 + 40].max() > 100
