@@ -49,7 +49,7 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     """Options of the face pipeline (shared by predict, preprocess and the server)."""
     g = p.add_argument_group("face pipeline")
-    g.add_argument("--num-frames", type=int, default=32, help="frames sampled over the clip (default 32)")
+    g.add_argument("--num-frames", type=int, default=16, help="frames sampled over the clip (default 16)")
     g.add_argument("--max-identities", type=int, default=2, help="identities kept, largest first (default 2)")
     g.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale (default 0.5)")
     g.add_argument("--embedder", choices=["dlib", "facenet"], default="dlib", help="identity embedder")

@@ -38,8 +38,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "needs_cuda": None if _cuda() else "no CUDA GPU on this machine",
         "needs_trt": None if _has("tensorrt") else "TensorRT is not installed (only in NGC containers)",
         "needs_dali": None if _has("nvidia.dali") else "nvidia.dali is not installed",
-        "needs_triton": None if _has("pytriton") else "nvidia-pytriton (bundled tritonserver) is not installed",
-        "needs_data": None if DATA.is_dir() else f"shared test footage not found at {DATA} (set MINTIME_SHARED)",
+        "needs_triton": None
+        if _has("pytriton")
+        else "nvidia-pytriton (bundled tritonserver) is not installed",
+        "needs_data": None
+        if DATA.is_dir()
+        else f"shared test footage not found at {DATA} (set MINTIME_SHARED)",
     }
     for item in items:
         for marker, reason in reasons.items():
