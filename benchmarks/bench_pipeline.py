@@ -90,13 +90,21 @@ def main() -> None:
 
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
     stages = ["decode", "detect", "identities", "crops_slots", "backbone", "temporal"]
-    print(f"{'clip':40s} " + " ".join(f"{s:>11s}" for s in stages) + f" {'ours':>8s} {'original':>9s} {'ratio':>6s}")
+    print(
+        f"{'clip':40s} "
+        + " ".join(f"{s:>11s}" for s in stages)
+        + f" {'ours':>8s} {'original':>9s} {'ratio':>6s}"
+    )
     rows = []
     for path in clips:
         ours = time_ours(path, analyzer, engines, args.num_frames)
         total = sum(ours.values())
         row = {"clip": path.name, "ours": ours, "ours_total": total}
-        line = f"{path.name[:40]:40s} " + " ".join(f"{ours.get(s, 0.0):11.2f}" for s in stages) + f" {total:8.2f}"
+        line = (
+            f"{path.name[:40]:40s} "
+            + " ".join(f"{ours.get(s, 0.0):11.2f}" for s in stages)
+            + f" {total:8.2f}"
+        )
         if not args.skip_original:
             orig = time_original_front(path, analyzer.detector)
             later = total - ours["decode"] - ours["detect"]

@@ -139,7 +139,7 @@ def _empty_slot_arrays(num_slots: int) -> dict[str, np.ndarray]:
 
 def _clip_info(clip: Any) -> dict[str, Any]:
     return {
-        "fps": float(clip.fps),
+        "fps": round(float(clip.fps), 3),
         "width": int(clip.width),
         "height": int(clip.height),
         "total_frames": int(clip.total_frames),

@@ -1,0 +1,393 @@
+"""``mintime export`` as a library call: networks → ONNX (+ fp16 ONNX, + TensorRT) → new model versions.
+
+For each network (``backbone``, ``temporal``) :func:`export_to_repository`:
+
+1. exports the per-video module to ONNX in a hidden staging folder of the model (batch 1 traced, dynamic batch
+   axis) and checks ONNX Runtime against PyTorch at every ``check_batches`` size;
+2. optionally exports an fp16 graph (``model_fp16.onnx``, float32 I/O) and keeps it only where it holds
+   (within ``FP16_RTOL`` of the fp32 PyTorch output);
+3. builds a TensorRT engine (``model.plan``, fp16, batch profile 1..``max_batch_size`` of the production config)
+   where ``import tensorrt`` works, and checks its I/O (and its outputs, on a GPU);
+4. copies the Python-backend ``model.py`` of the current version, writes ``export.json`` (source checkpoint,
+   SHA-256, date, parity errors, versions), renames the folder to version N+1 and checks it again from there
+   (the same loader as the Triton Python model); only then
+5. rewrites the tensor dims of the configs (channels ``C``, attention heads) and removes versions beyond ``keep``.
+
+A failure before step 5 removes the staged/new folder and leaves the served version untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export import repository as repo
+from export.modules import (
+    NETWORKS,
+    HalfPrecision,
+    dynamic_batch_axes,
+    example_inputs,
+    export_module,
+    io_names,
+)
+from export.onnx import ParityError, export_onnx, onnx_parity
+
+__all__ = [
+    "FP16_ATOL",
+    "FP16_RTOL",
+    "ExportOptions",
+    "NetworkExport",
+    "export_to_repository",
+    "serialize_dali",
+]
+
+logger = logging.getLogger(__name__)
+
+#: fp16 "holds" when ``max |fp16 - fp32 torch| <= FP16_ATOL + FP16_RTOL * max |fp32 torch|`` for every output.
+FP16_ATOL = 1e-3
+FP16_RTOL = 2e-2
+#: Python-backend files carried from the previous version into the new one.
+CARRIED_FILES = ("model.py",)
+
+
+@dataclass
+class ExportOptions:
+    """What to export and where.
+
+    Attributes:
+        model_repository: the Triton model repository (folders ``backbone/`` and ``temporal/``).
+        networks: which networks to export.
+        keep: versions kept per model after a successful export (the new one included).
+        opset: ONNX opset.
+        check_batches: batch sizes of the ONNX Runtime parity check (the first is the traced batch).
+        atol, rtol: fp32 parity tolerance.
+        fp16: also try an fp16 ONNX graph (kept where it holds).
+        trt: ``"auto"`` (build where TensorRT imports), ``"require"`` (fail without it) or ``"off"``.
+        max_batch: TensorRT profile maximum (default: ``max_batch_size`` of ``configs/production.pbtxt``).
+        onnx_dir: also copy ``backbone.onnx`` / ``temporal.onnx`` here (for ``mintime predict --onnx-dir``).
+    """
+
+    model_repository: Path
+    networks: Sequence[str] = NETWORKS
+    keep: int = 2
+    opset: int = 17
+    check_batches: Sequence[int] = (1, 3)
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    fp16: bool = True
+    trt: str = "auto"
+    max_batch: int | None = None
+    onnx_dir: Path | None = None
+
+
+@dataclass
+class NetworkExport:
+    """The outcome for one network."""
+
+    network: str
+    version: int
+    version_dir: Path
+    dims: dict[str, list[int]]
+    parity: dict[str, Any]
+    fp16: dict[str, Any] | None = None
+    tensorrt: dict[str, Any] | None = None
+    removed_versions: list[int] = field(default_factory=list)
+
+
+def _output_dims(which: str, outputs: Sequence[np.ndarray]) -> dict[str, list[int]]:
+    """Config dims (no batch) of the tensors whose size depends on the weights."""
+    if which == "backbone":
+        return {"backbone_features": list(outputs[0].shape[1:])}
+    return {"temporal_cls_attention": list(outputs[1].shape[1:])}
+
+
+def _config_updates(dims: dict[str, list[int]]) -> dict[str, dict[str, list[int]]]:
+    """Which config tensors each new dim goes to: ``{model: {tensor: dims}}``."""
+    updates: dict[str, dict[str, list[int]]] = {}
+    if "backbone_features" in dims:
+        updates.setdefault("backbone", {})["backbone_features"] = dims["backbone_features"]
+        updates.setdefault("temporal", {})["backbone_features"] = dims["backbone_features"]
+    if "temporal_cls_attention" in dims:
+        updates.setdefault("temporal", {})["temporal_cls_attention"] = dims["temporal_cls_attention"]
+    return updates
+
+
+def _channels(loaded: Any) -> int:
+    config = getattr(loaded.temporal, "config", None)
+    if config is not None and getattr(config, "channels", None):
+        return int(config.channels)
+    return int(getattr(loaded.backbone, "out_channels", 0) or 1280)
+
+
+def _try_fp16(
+    which: str, module: Any, staging: Path, inputs: list[tuple], opts: ExportOptions
+) -> dict[str, Any]:
+    """Export an fp16 graph; keep it where it holds (float32 I/O)."""
+    names_in, names_out = io_names(which)
+    path = staging / "model_fp16.onnx"
+    try:
+        export_onnx(
+            HalfPrecision(copy.deepcopy(module)),
+            path,
+            example_inputs=inputs[0],
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=dynamic_batch_axes(which),
+            opset=opts.opset,
+            check=False,
+        )
+        report = onnx_parity(
+            module, path, inputs, input_names=names_in, output_names=names_out, atol=FP16_ATOL, rtol=FP16_RTOL
+        )
+    except Exception as exc:  # fp16 is optional: any failure means "does not hold"
+        path.unlink(missing_ok=True)
+        logger.warning("%s: no fp16 ONNX graph (%s: %s)", which, type(exc).__name__, exc)
+        return {"kept": False, "error": f"{type(exc).__name__}: {exc}"}
+    info = {"kept": report.ok, "file": path.name if report.ok else None, **report.to_dict()}
+    if not report.ok:
+        path.unlink(missing_ok=True)
+        logger.warning("%s: fp16 does not hold (%s); kept fp32 only", which, "; ".join(report.failures()))
+    else:
+        logger.info("%s: fp16 ONNX holds (max abs error %.3g)", which, report.worst())
+    return info
+
+
+def _try_tensorrt(
+    which: str, model_dir: Path, staging: Path, module: Any, opts: ExportOptions
+) -> dict[str, Any]:
+    """Build and check ``model.plan`` where TensorRT exists."""
+    from export import tensorrt as trt_export
+
+    if opts.trt == "off":
+        return {"built": False, "reason": "disabled (--no-trt)"}
+    ok, detail = trt_export.tensorrt_available()
+    if not ok:
+        if opts.trt == "require":
+            raise RuntimeError(detail)
+        logger.warning("%s: skipping the TensorRT engine: %s", which, detail)
+        return {"built": False, "reason": detail}
+    production = model_dir / repo.PRODUCTION_CONFIG
+    max_batch = opts.max_batch or (repo.read_max_batch_size(production) if production.is_file() else 0) or 8
+    names_in, names_out = io_names(which)
+    probe = example_inputs(which, 1, channels=_channels_of(module))
+    dims = {n: tuple(x.shape[1:]) for n, x in zip(names_in, probe, strict=True)}
+    profile = trt_export.batch_profile(
+        dims, min_batch=1, opt_batch=max(1, max_batch // 2), max_batch=max_batch
+    )
+    plan = trt_export.build_engine(
+        staging / "model.onnx", staging / "model.plan", profiles=[profile], fp16=True
+    )
+    io = trt_export.engine_io(plan)
+    missing = [n for n in names_in + names_out if n not in io]
+    if missing:
+        raise RuntimeError(f"{which}: the TensorRT engine lacks tensors {missing} (has {sorted(io)})")
+    info: dict[str, Any] = {
+        "built": True,
+        "version": detail,
+        "fp16": True,
+        "profile": {k: [list(s) for s in v] for k, v in profile.items()},
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            batch = min(3, max_batch)
+            inputs = example_inputs(which, batch, channels=_channels_of(module), seed=7)
+            got = trt_export.run_engine(plan, {n: x.numpy() for n, x in zip(names_in, inputs, strict=True)})
+            with torch.inference_mode():
+                ref = module(*inputs)
+            ref = ref if isinstance(ref, tuple) else (ref,)
+            errors = {
+                n: float(np.max(np.abs(got[n] - r.float().numpy())))
+                for n, r in zip(names_out, ref, strict=True)
+            }
+            info["max_abs_error_vs_torch_fp32"] = errors
+            logger.info("%s: TensorRT engine vs torch fp32 at batch %d: %s", which, batch, errors)
+    except Exception as exc:  # the check is informative; a build that succeeded stays
+        info["check_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def _channels_of(module: Any) -> int:
+    temporal = getattr(module, "temporal", None)
+    if temporal is not None:
+        return int(temporal.config.channels)
+    return int(getattr(module, "out_channels", 1280))
+
+
+def _carry_python_files(model_dir: Path, staging: Path) -> list[str]:
+    """Copy the Python-backend files of the served version into the new one."""
+    latest = repo.latest_version(model_dir)
+    carried = []
+    if latest is not None:
+        for name in CARRIED_FILES:
+            src = model_dir / str(latest) / name
+            if src.is_file():
+                shutil.copy2(src, staging / name)
+                carried.append(name)
+    if not carried:
+        logger.warning(
+            "%s: no model.py in the current version: the new version serves only as TensorRT", model_dir
+        )
+    return carried
+
+
+def _verify_version(which: str, version_dir: Path, module: Any, inputs: tuple, opts: ExportOptions) -> float:
+    """Run the committed version through the Python-backend loader; returns the worst error vs torch."""
+    import torch
+
+    from mintime.serving.engines import load_runner
+
+    runner = load_runner(which, version_dir=version_dir, runtime="onnx", device="cpu")
+    names_in, names_out = io_names(which)
+    got = runner({n: x.numpy() for n, x in zip(names_in, inputs, strict=True)})
+    with torch.inference_mode():
+        ref = module(*inputs)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    worst = 0.0
+    for name, r in zip(names_out, ref, strict=True):
+        r = r.float().numpy()
+        err = float(np.max(np.abs(got[name] - r)))
+        if not err <= opts.atol + opts.rtol * float(np.max(np.abs(r))):
+            raise ParityError(f"{version_dir}: {name} differs from torch by {err:.3g} after commit")
+        worst = max(worst, err)
+    return worst
+
+
+def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any]) -> list[NetworkExport]:
+    """Export the networks of ``loaded`` into new versions of the model repository.
+
+    Args:
+        loaded: :class:`mintime.pipeline.LoadedModels` (backbone, temporal, info).
+        opts: the options.
+        source: provenance of the weights (checkpoint path and SHA-256, ...), written into ``export.json``.
+
+    Returns:
+        One :class:`NetworkExport` per network.
+
+    Raises:
+        ParityError: an exported graph does not match PyTorch (nothing in the repository changed for it).
+        RuntimeError: ``trt="require"`` without TensorRT, or a TensorRT build failure.
+    """
+    import onnx
+    import onnxruntime
+    import torch
+
+    if opts.trt == "require":  # fail before writing anything
+        from export.tensorrt import tensorrt_available
+
+        ok, detail = tensorrt_available()
+        if not ok:
+            raise RuntimeError(detail)
+    root = Path(opts.model_repository)
+    channels = _channels(loaded)
+    results: list[NetworkExport] = []
+    for which in opts.networks:
+        model_dir = root / which
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"model folder not found: {model_dir}")
+        module = export_module(which, loaded)
+        batches = [
+            example_inputs(which, b, channels=channels, seed=i) for i, b in enumerate(opts.check_batches)
+        ]
+        names_in, names_out = io_names(which)
+        version = repo.next_version(model_dir)
+        staging = repo.staging_dir(model_dir, version)
+        committed: Path | None = None
+        try:
+            report = export_onnx(
+                module,
+                staging / "model.onnx",
+                example_inputs=batches[0],
+                input_names=names_in,
+                output_names=names_out,
+                dynamic_axes=dynamic_batch_axes(which),
+                opset=opts.opset,
+                check=True,
+                check_inputs=batches[1:],
+                atol=opts.atol,
+                rtol=opts.rtol,
+            )
+            assert report is not None
+            with torch.inference_mode():
+                ref = module(*batches[0])
+            ref = ref if isinstance(ref, tuple) else (ref,)
+            dims = _output_dims(which, [r.numpy() for r in ref])
+            fp16 = _try_fp16(which, module, staging, batches, opts) if opts.fp16 else None
+            trt_info = _try_tensorrt(which, model_dir, staging, module, opts)
+            carried = _carry_python_files(model_dir, staging)
+            record = {
+                "network": which,
+                "version": version,
+                "source": source,
+                "onnx": {"file": "model.onnx", "opset": opts.opset, "dynamic_axes": "batch (axis 0)"},
+                "io": {"inputs": names_in, "outputs": names_out, "dims": dims},
+                "parity_fp32": report.to_dict(),
+                "fp16": fp16,
+                "tensorrt": trt_info,
+                "carried": carried,
+                "versions": {
+                    "torch": torch.__version__,
+                    "onnx": onnx.__version__,
+                    "onnxruntime": onnxruntime.__version__,
+                },
+            }
+            repo.write_provenance(staging, record)
+            committed = repo.commit_version(staging, model_dir, version)
+            worst = _verify_version(which, committed, module, batches[0], opts)
+            logger.info("%s: version %d written and checked (max abs error %.3g)", which, version, worst)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if committed is not None:
+                shutil.rmtree(committed, ignore_errors=True)
+            raise
+        if opts.onnx_dir is not None:
+            Path(opts.onnx_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(committed / "model.onnx", Path(opts.onnx_dir) / f"{which}.onnx")
+        results.append(
+            NetworkExport(which, version, committed, dims, report.to_dict(), fp16=fp16, tensorrt=trt_info)
+        )
+
+    # configs and pruning only once every requested network is written and checked
+    updates: dict[str, dict[str, list[int]]] = {}
+    for r in results:
+        for model, tensors in _config_updates(r.dims).items():
+            updates.setdefault(model, {}).update(tensors)
+    for model, tensors in updates.items():
+        for path in repo.config_paths(root / model):
+            production = path.parent.name == "configs"
+            repo.update_config_dims(path, tensors, keep_dynamic=not production)
+    for r in results:
+        r.removed_versions = repo.prune_versions(root / r.network, opts.keep)
+    return results
+
+
+def serialize_dali(model_repository: str | os.PathLike, *, device: str = "mixed") -> Path:
+    """Serialize the DALI decode pipeline into ``video_decode/<latest version>/model.dali``.
+
+    The number of frames comes from the ``num_frames`` parameter of ``video_decode/configs/production.pbtxt``.
+    """
+    import re
+
+    from dali_pipelines.video_decode import serialize
+
+    model_dir = Path(model_repository) / "video_decode"
+    version = repo.latest_version(model_dir) or 1
+    config = (model_dir / repo.PRODUCTION_CONFIG).read_text()
+    m = re.search(r'key:\s*"num_frames"\s*value\s*{\s*string_value:\s*"(\d+)"', config)
+    if m is None:
+        raise ValueError(f"{model_dir / repo.PRODUCTION_CONFIG}: no num_frames parameter")
+    num_frames = int(m.group(1))
+    target = model_dir / str(version) / "model.dali"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    serialize(target, device=device, num_frames=num_frames)
+    logger.info("wrote %s (%s, %d frames)", target, device, num_frames)
+    return target

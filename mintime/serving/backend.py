@@ -1,0 +1,281 @@
+"""Pure helpers of the Triton Python-backend models (``model_repository/*/1/model.py``).
+
+Nothing here imports ``triton_python_backend_utils``: the ``model.py`` files own the request loop and the
+``pb_utils`` objects, and call these functions for everything else, so the logic is unit-tested without a server.
+Heavy modules (torch, av) are imported inside the functions that need them.
+
+Weights of the ``backbone`` and ``temporal`` models (:func:`resolve_checkpoint`): the model parameter
+``checkpoint`` (a path, relative to the model's folder), else the environment variable ``MINTIME_CHECKPOINT``
+(seen by the server process), else the shipped demo checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mintime import contract
+
+__all__ = [
+    "CHECKPOINT_ENV",
+    "model_parameters",
+    "instance_device",
+    "resolve_checkpoint",
+    "pipeline_config_from_parameters",
+    "clip_to_arrays",
+    "clip_from_arrays",
+    "json_to_tensor",
+    "tensor_to_json",
+    "explain_outputs",
+    "stack_inputs",
+    "split_outputs",
+]
+
+#: Environment variable naming the project checkpoint the Python-backend networks load.
+CHECKPOINT_ENV = "MINTIME_CHECKPOINT"
+
+
+def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    """The ``parameters { key: ... value { string_value: ... } }`` of a model config, as a plain dict.
+
+    Args:
+        model_config: the config as the Python backend gives it (``json.loads(args["model_config"])``).
+    """
+    params = model_config.get("parameters") or {}
+    return {str(k): str(v.get("string_value", "")) for k, v in params.items()}
+
+
+def instance_device(kind: str, device_id: int | str, requested: str = "") -> str:
+    """The torch device of a model instance.
+
+    Args:
+        kind: ``args["model_instance_kind"]`` (``"CPU"``, ``"GPU"``, ...).
+        device_id: ``args["model_instance_device_id"]``.
+        requested: a ``device`` model parameter: ``"cpu"`` forces the CPU; ``"cuda"`` (without index) follows
+            the instance's GPU; ``"cuda:N"`` is taken as given; ``""`` follows the instance kind.
+
+    Returns:
+        ``"cpu"`` or ``"cuda:<id>"``.
+    """
+    requested = requested.strip().lower()
+    if requested == "cpu":
+        return "cpu"
+    if requested.startswith("cuda:"):
+        return requested
+    if kind.upper() == "GPU" or requested == "cuda":
+        return f"cuda:{int(device_id)}"
+    return "cpu"
+
+
+def resolve_checkpoint(value: str, model_dir: str | os.PathLike) -> str | None:
+    """The checkpoint a model should load: parameter, else ``$MINTIME_CHECKPOINT``, else None (demo weights).
+
+    Args:
+        value: the ``checkpoint`` model parameter ("" = not set); a relative path is taken relative to
+            ``model_dir`` (the model's folder in the repository, ``args["model_repository"]``).
+        model_dir: the model's folder.
+
+    Raises:
+        FileNotFoundError: the parameter or the variable names a file that does not exist.
+    """
+    value = value.strip()
+    origin = "model parameter 'checkpoint'"
+    if not value:
+        value = os.environ.get(CHECKPOINT_ENV, "").strip()
+        origin = f"${CHECKPOINT_ENV}"
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(model_dir) / path
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint from {origin} not found: {path}")
+    return str(path)
+
+
+def _convert(text: str, default: Any, name: str) -> Any:
+    """Parse a string parameter into the type of the field's default value."""
+    if isinstance(default, bool):
+        if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"parameter {name!r}: expected a boolean, got {text!r}")
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    if isinstance(default, tuple):
+        parts = [p for p in text.replace(",", " ").split() if p]
+        kind = type(default[0]) if default else float
+        if default and len(parts) != len(default):
+            raise ValueError(f"parameter {name!r}: expected {len(default)} values, got {text!r}")
+        return tuple(kind(p) for p in parts)
+    if default is None:
+        return text or None
+    return text
+
+
+def pipeline_config_from_parameters(params: dict[str, str], *, device: str) -> Any:
+    """A :class:`mintime.pipeline.PipelineConfig` from model parameters named like its fields.
+
+    Parameters that are not fields (``checkpoint``, ``runtime``, ...) are ignored; the device is the
+    instance's (see :func:`instance_device`).
+
+    Raises:
+        ValueError: a parameter value that does not parse as the field's type.
+    """
+    from mintime.pipeline import PipelineConfig
+
+    base = PipelineConfig()
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(PipelineConfig):
+        if f.name in params and f.name != "device":
+            changes[f.name] = _convert(params[f.name], getattr(base, f.name), f.name)
+    changes["device"] = device
+    return dataclasses.replace(base, **changes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# video_decode <-> face_pipeline
+# ---------------------------------------------------------------------------------------------------------------
+def clip_to_arrays(clip: Any) -> dict[str, np.ndarray]:
+    """The ``video_decode`` outputs of one decoded clip, without the batch dimension.
+
+    Args:
+        clip: a :class:`mintime.video.DecodedClip` (frames (T, H, W, 3) uint8 RGB, upright).
+
+    Returns:
+        ``video_decode_frames`` (T, H, W, 3) uint8, ``video_decode_frame_indices`` (T,) int64,
+        ``video_decode_info`` (3,) float32 = fps, total frame count, display rotation already applied (degrees).
+    """
+    frames = np.ascontiguousarray(clip.frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"decoder returned frames of shape {frames.shape}, expected (T>0, H, W, 3)")
+    info = np.array([clip.fps, clip.total_frames, getattr(clip, "rotation", 0)], dtype=np.float32)
+    return {
+        "video_decode_frames": frames,
+        "video_decode_frame_indices": np.asarray(clip.indices, dtype=np.int64),
+        "video_decode_info": info,
+    }
+
+
+def clip_from_arrays(frames: np.ndarray, indices: np.ndarray, info: np.ndarray) -> Any:
+    """Rebuild a :class:`mintime.video.DecodedClip` from the ``video_decode`` outputs (no batch dim).
+
+    The frames are taken as upright (both decoders apply the display rotation; ``info[2]`` records it).
+
+    Args:
+        frames: (T, H, W, 3) uint8 RGB.
+        indices: (T,) int64 frame index of each sampled frame.
+        info: (3,) float32 fps, total frame count, display rotation (degrees).
+
+    Raises:
+        ValueError: inconsistent shapes.
+    """
+    from mintime.video import DecodedClip
+
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    info = np.asarray(info, dtype=np.float32).reshape(-1)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"video_decode_frames has shape {frames.shape}, expected (T>0, H, W, 3)")
+    if frames.shape[0] != indices.shape[0]:
+        raise ValueError(f"{frames.shape[0]} frames but {indices.shape[0]} frame indices")
+    if info.shape[0] != 3:
+        raise ValueError(f"video_decode_info has {info.shape[0]} values, expected 3")
+    height, width = frames.shape[1:3]
+    return DecodedClip(
+        frames=frames,
+        indices=indices,
+        fps=float(info[0]),
+        width=int(width),
+        height=int(height),
+        total_frames=int(round(float(info[1]))),
+        rotation=int(round(float(info[2]))) % 360,
+        source_size=(int(width), int(height)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON tensors and explain
+# ---------------------------------------------------------------------------------------------------------------
+def json_to_tensor(obj: Any) -> np.ndarray:
+    """A JSON-able object as a Triton STRING tensor of shape (1, 1) (batch 1, dims [1])."""
+    return np.array([[json.dumps(obj, separators=(",", ":")).encode("utf-8")]], dtype=object)
+
+
+def tensor_to_json(arr: np.ndarray) -> Any:
+    """Inverse of :func:`json_to_tensor`: the first element of a STRING tensor parsed as JSON."""
+    value = np.asarray(arr, dtype=object).reshape(-1)[0]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return json.loads(value)
+
+
+def explain_outputs(
+    analysis_json: dict[str, Any], logit: np.ndarray, cls_attention: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The ``explain`` step: network outputs of one video → the ensemble outputs (with batch dim 1).
+
+    Args:
+        analysis_json: the ``face_slots_json`` object (:meth:`FaceAnalysis.to_json`).
+        logit: (1,) or (1, 1) float32 temporal logit.
+        cls_attention: (2, heads, 785) or (1, 2, heads, 785) float32.
+
+    Returns:
+        ``FAKE_PROBABILITY`` (1, 1) float32 (NaN when no face), ``IDENTITY_SCORES`` (1, K) float32 (kept
+        identities in identity order; K = 0 when no face), ``RESULT_JSON`` (1, 1) object (UTF-8 JSON bytes).
+    """
+    from mintime.pipeline import finalize
+
+    status = analysis_json.get("status", contract.STATUS_OK)
+    if status == contract.STATUS_OK:
+        attn = np.asarray(cls_attention, dtype=np.float32)
+        if attn.ndim == 4:
+            attn = attn[0]
+        result = finalize(analysis_json, float(np.asarray(logit).reshape(-1)[0]), attn)
+    else:
+        result = finalize(analysis_json, None, None)
+    prob = result.get("fake_probability")
+    scores = [
+        float(ident["fake_score"])
+        for ident in result.get("identities", [])
+        if ident.get("fake_score") is not None
+    ]
+    return {
+        "FAKE_PROBABILITY": np.array([[math.nan if prob is None else prob]], dtype=np.float32),
+        "IDENTITY_SCORES": np.array([scores], dtype=np.float32).reshape(1, len(scores)),
+        "RESULT_JSON": json_to_tensor(result),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dynamic batching: requests -> one batch -> per-request outputs
+# ---------------------------------------------------------------------------------------------------------------
+def stack_inputs(per_request: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Concatenate the inputs of several requests along the batch axis.
+
+    Args:
+        per_request: one ``{name: (b_i, ...)}`` dict per request (every request has the same names).
+
+    Returns:
+        The batched inputs and each request's batch size ``b_i`` (to split the outputs back).
+    """
+    sizes = [int(next(iter(d.values())).shape[0]) for d in per_request]
+    names = list(per_request[0])
+    batched = {n: np.concatenate([d[n] for d in per_request], axis=0) for n in names}
+    return batched, sizes
+
+
+def split_outputs(outputs: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.ndarray]]:
+    """Inverse of :func:`stack_inputs` for the outputs: one dict per request."""
+    bounds = np.cumsum([0, *sizes])
+    return [
+        {n: np.ascontiguousarray(a[bounds[i] : bounds[i + 1]]) for n, a in outputs.items()}
+        for i in range(len(sizes))
+    ]

@@ -1,0 +1,103 @@
+"""``mintime serve``: run the model repository on the local tritonserver (nvidia-pytriton's 2.51 build).
+
+Wired into :mod:`mintime.cli` through :func:`add_arguments` and :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+__all__ = ["add_arguments", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mintime serve``."""
+    from mintime.serving.server import default_model_repository
+
+    parser.add_argument(
+        "--model-repository", type=Path, default=default_model_repository(), help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--config-name",
+        default=None,
+        help="--model-config-name for tritonserver: 'production' selects configs/production.pbtxt "
+        "(TensorRT/DALI; only in the NGC container). Default: each model's config.pbtxt (Python backend)",
+    )
+    parser.add_argument("--grpc-port", type=int, default=8001, help="default: %(default)s")
+    parser.add_argument("--http-port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="default: %(default)s")
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address all endpoints bind (default loopback only: %(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="project checkpoint for the backbone/temporal models (sets $MINTIME_CHECKPOINT for the server); "
+        "default: the models' 'checkpoint' parameter, else the shipped demo checkpoint",
+    )
+    parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds (default %(default)s)")
+    parser.add_argument("--log-file", type=Path, default=None, help="server log (default: a temporary file)")
+    parser.add_argument("--tritonserver", type=Path, default=None, help="another tritonserver binary")
+    parser.add_argument("--backend-directory", type=Path, default=None, help="another backend folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server, report where it listens, and stop it cleanly on Ctrl-C or SIGTERM."""
+    from mintime.serving.backend import CHECKPOINT_ENV
+    from mintime.serving.server import ServerStartError, TritonServer
+
+    env = {}
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
+            return 2
+        env[CHECKPOINT_ENV] = str(args.checkpoint.resolve())
+    server = TritonServer(
+        args.model_repository,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+        address=args.address,
+        config_name=args.config_name,
+        tritonserver=args.tritonserver,
+        backend_directory=args.backend_directory,
+        env=env,
+        log_path=args.log_file,
+        startup_timeout=args.startup_timeout,
+    )
+
+    def _terminate(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        server.start()
+        print(
+            f"Triton is serving {args.model_repository} on gRPC {server.grpc_url}, HTTP {server.http_url}, "
+            f"metrics {server.metrics_url} (log: {server.log_path}); Ctrl-C stops it",
+            flush=True,
+        )
+        code = server.wait()
+        print(f"tritonserver exited with code {code}\n{server.log_tail()}", file=sys.stderr)
+        return 1 if code else 0
+    except ServerStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        logger.info("stopping the server")
+        code = server.stop()
+        print(f"stopped (exit code {code})", file=sys.stderr)
+        return 0
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)

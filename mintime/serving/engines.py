@@ -1,0 +1,168 @@
+"""The two networks for the Python-backend ``backbone`` and ``temporal`` models (local/CI runtime).
+
+Each runner maps the model's inputs (``mintime.contract`` names, batch first) to its outputs:
+
+* ``backbone``: ``face_slots_faces`` (B, 16, 3, 224, 224) float32 → ``backbone_features`` (B, 16, C, 7, 7) float32
+* ``temporal``: ``backbone_features``, ``face_slots_mask`` (B, 16) bool, ``face_slots_identities_mask``
+  (B, 16, 16) bool, ``face_slots_size_ids`` (B, 16) int64, ``face_slots_positions`` (B, 785) int64 →
+  ``temporal_logit`` (B, 1) float32, ``temporal_cls_attention`` (B, 2, heads, 785) float32
+
+Runtime ``auto`` prefers the ONNX graph ``mintime export`` wrote into the model's version folder
+(``model.onnx``, run by ONNX Runtime) and falls back to PyTorch with the checkpoint's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mintime import contract
+
+__all__ = [
+    "ONNX_FILENAME",
+    "ONNX_FP16_FILENAME",
+    "RUNTIMES",
+    "NetworkRunner",
+    "OnnxRunner",
+    "TorchRunner",
+    "load_runner",
+]
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILENAME = "model.onnx"
+#: fp16 graph with float32 I/O, written by ``mintime export`` only where fp16 holds.
+ONNX_FP16_FILENAME = "model_fp16.onnx"
+#: Values of the models' ``runtime`` parameter.
+RUNTIMES = ("auto", "onnx", "onnx_fp16", "torch")
+_SPECS = {"backbone": contract.BACKBONE, "temporal": contract.TEMPORAL}
+
+
+class NetworkRunner:
+    """Base class: ``runner(inputs) -> outputs``, both ``{contract name: batched array}``."""
+
+    which: str
+    description: str
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _feeds(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        spec = _SPECS[self.which]
+        missing = [t.name for t in spec.inputs if t.name not in inputs]
+        if missing:
+            raise KeyError(f"{self.which}: missing inputs {missing}")
+        return {t.name: np.ascontiguousarray(inputs[t.name], dtype=t.numpy_dtype) for t in spec.inputs}
+
+
+class OnnxRunner(NetworkRunner):
+    """ONNX Runtime session on an exported graph.
+
+    Args:
+        which: ``"backbone"`` or ``"temporal"``.
+        path: the ``.onnx`` file.
+        device: ``"cpu"`` or ``"cuda:N"`` (CUDA execution provider when onnxruntime has it, else CPU).
+    """
+
+    def __init__(self, which: str, path: str | os.PathLike, device: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        self.which = which
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            index = int(device.partition(":")[2] or 0)
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        self.session = ort.InferenceSession(str(path), providers=providers)
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.output_names = [t.name for t in _SPECS[which].outputs]
+        self.description = f"onnxruntime {Path(path)} ({self.session.get_providers()[0]})"
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {k: v for k, v in self._feeds(inputs).items() if k in self.input_names}
+        outs = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, outs, strict=True))
+
+
+class TorchRunner(NetworkRunner):
+    """PyTorch module from a checkpoint (see :func:`mintime.pipeline.load_models`).
+
+    Args:
+        which: ``"backbone"`` or ``"temporal"``.
+        module: the backbone (per-face, (N, 3, 224, 224) → (N, C, 7, 7)) or the temporal model.
+        device: torch device string.
+        description: where the weights came from (logged).
+    """
+
+    def __init__(self, which: str, module: Any, device: str = "cpu", description: str = "torch") -> None:
+        import torch
+
+        self.torch = torch
+        self.which = which
+        self.device = torch.device(device)
+        if which == "backbone":
+            from mintime.models.backbones.base import SlotBackbone
+
+            module = module if isinstance(module, SlotBackbone) else SlotBackbone(module)
+        self.module = module.to(self.device).eval()
+        self.description = description
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        feeds = [torch.from_numpy(v).to(self.device) for v in self._feeds(inputs).values()]
+        with torch.inference_mode():
+            if self.which == "backbone":
+                return {"backbone_features": self.module(*feeds).float().cpu().numpy()}
+            logit, attn = self.module(*feeds, return_attention=True)
+        return {
+            "temporal_logit": logit.float().cpu().numpy(),
+            "temporal_cls_attention": attn.float().cpu().numpy(),
+        }
+
+
+def load_runner(
+    which: str,
+    *,
+    version_dir: str | os.PathLike | None = None,
+    runtime: str = "auto",
+    checkpoint: str | None = None,
+    device: str = "cpu",
+) -> NetworkRunner:
+    """The runner of one network for a Python-backend model instance.
+
+    Args:
+        which: ``"backbone"`` or ``"temporal"``.
+        version_dir: the model's version folder (``<repo>/<model>/<version>``), where export writes ``model.onnx``.
+        runtime: ``"auto"`` (ONNX if ``model.onnx`` exists, else torch), ``"onnx"``, ``"onnx_fp16"``
+            (``model_fp16.onnx``) or ``"torch"``.
+        checkpoint: project checkpoint for the torch runtime (None = the shipped demo checkpoint).
+        device: ``"cpu"`` or ``"cuda:N"``.
+
+    Raises:
+        ValueError: unknown ``which`` or ``runtime``.
+        FileNotFoundError: ``runtime="onnx"`` without an exported graph, or missing weights.
+    """
+    if which not in _SPECS:
+        raise ValueError(f"unknown network {which!r}; expected 'backbone' or 'temporal'")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; expected one of {RUNTIMES}")
+    filename = ONNX_FP16_FILENAME if runtime == "onnx_fp16" else ONNX_FILENAME
+    onnx_path = Path(version_dir) / filename if version_dir is not None else None
+    if runtime.startswith("onnx") or (runtime == "auto" and onnx_path is not None and onnx_path.is_file()):
+        if onnx_path is None or not onnx_path.is_file():
+            raise FileNotFoundError(
+                f"runtime {runtime!r} but no exported graph at {onnx_path} (run `mintime export`)"
+            )
+        runner: NetworkRunner = OnnxRunner(which, onnx_path, device)
+    else:
+        from mintime.pipeline import load_models
+
+        models = load_models(checkpoint=checkpoint, device=device)
+        module = models.backbone if which == "backbone" else models.temporal
+        source = models.info.get("checkpoint") or models.info.get("source", "?")
+        runner = TorchRunner(which, module, device, description=f"torch on {device} from {source}")
+    logger.info("%s: %s", which, runner.description)
+    return runner

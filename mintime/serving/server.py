@@ -1,0 +1,279 @@
+"""Start and stop a Triton server: the ``tritonserver`` 2.51 bundled with nvidia-pytriton (Python backend only).
+
+Usage (tests use free ports, ``mintime serve`` the defaults)::
+
+    with TritonServer("model_repository", grpc_port=18001, http_port=18000, metrics_port=18002) as server:
+        client = MintimeClient(server.grpc_url)
+
+The server binds the given address (loopback by default, also for metrics), its Python models run with the
+first ``python3`` on ``PATH`` (this interpreter's folder is put first, so they import this environment's
+``mintime`` and numpy < 2), and its log goes to a file whose tail is part of every start-up error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from mintime.serving.install_stub import install_stub, pytriton_server_dir, stub_target
+
+__all__ = ["ServerStartError", "TritonServer", "free_port", "default_model_repository"]
+
+logger = logging.getLogger(__name__)
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not become ready in time (the message ends with its log tail)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def default_model_repository() -> Path:
+    """``model_repository/`` of the source checkout this package runs from, else of the working directory."""
+    here = Path(__file__).resolve().parents[2] / "model_repository"
+    return here if here.is_dir() else Path.cwd() / "model_repository"
+
+
+class TritonServer:
+    """A ``tritonserver`` process as a context manager.
+
+    Args:
+        model_repository: the model repository folder.
+        grpc_port, http_port, metrics_port: ports (Triton's defaults 8001, 8000, 8002).
+        address: address every endpoint binds (default loopback only).
+        config_name: ``--model-config-name`` (``"production"`` selects ``configs/production.pbtxt`` where a model
+            has one); None = each model's ``config.pbtxt``.
+        tritonserver: the binary; default the one inside nvidia-pytriton.
+        backend_directory: ``--backend-directory``; default pytriton's ``backends/`` (the Python backend).
+        env: extra environment variables for the server (e.g. ``MINTIME_CHECKPOINT``).
+        log_path: server log file; default a temporary file.
+        startup_timeout: seconds to wait for ``/v2/health/ready``.
+        extra_args: more command-line flags (``--log-verbose=1``, ``--model-control-mode=explicit``, ...).
+    """
+
+    def __init__(
+        self,
+        model_repository: str | os.PathLike,
+        *,
+        grpc_port: int = 8001,
+        http_port: int = 8000,
+        metrics_port: int = 8002,
+        address: str = "127.0.0.1",
+        config_name: str | None = None,
+        tritonserver: str | os.PathLike | None = None,
+        backend_directory: str | os.PathLike | None = None,
+        env: dict[str, str] | None = None,
+        log_path: str | os.PathLike | None = None,
+        startup_timeout: float = 180.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.grpc_port, self.http_port, self.metrics_port = int(grpc_port), int(http_port), int(metrics_port)
+        self.address = address
+        self.config_name = config_name
+        self._tritonserver = Path(tritonserver) if tritonserver else None
+        self._backend_directory = Path(backend_directory) if backend_directory else None
+        self.env = dict(env or {})
+        self.log_path = Path(log_path) if log_path else None
+        self.startup_timeout = float(startup_timeout)
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_file = None
+
+    # -- endpoints ---------------------------------------------------------------------------------------------
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` of the gRPC endpoint (what tritonclient.grpc wants)."""
+        return f"{self._client_host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        """``host:port`` of the HTTP endpoint."""
+        return f"{self._client_host}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Full URL of the Prometheus metrics."""
+        return f"http://{self._client_host}:{self.metrics_port}/metrics"
+
+    @property
+    def _client_host(self) -> str:
+        return "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
+
+    # -- command -----------------------------------------------------------------------------------------------
+    def binary(self) -> Path:
+        """The ``tritonserver`` executable."""
+        return self._tritonserver or pytriton_server_dir() / "bin" / "tritonserver"
+
+    def backend_directory(self) -> Path:
+        """The folder holding ``python/libtriton_python.so``."""
+        return self._backend_directory or pytriton_server_dir() / "backends"
+
+    def command(self) -> list[str]:
+        """The full command line (pure: nothing is started)."""
+        cmd = [
+            str(self.binary()),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={self.backend_directory()}",
+            f"--http-address={self.address}",
+            f"--grpc-address={self.address}",
+            f"--metrics-address={self.address}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+        ]
+        if self.config_name:
+            cmd.append(f"--model-config-name={self.config_name}")
+        return cmd + self.extra_args
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment: this interpreter's folder first on PATH, plus :attr:`env`."""
+        env = dict(os.environ)
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join(
+            [bindir, *(p for p in env.get("PATH", "").split(os.pathsep) if p != bindir)]
+        )
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.env)
+        return env
+
+    # -- life cycle --------------------------------------------------------------------------------------------
+    def start(self) -> TritonServer:
+        """Start the server and wait until it is ready.
+
+        Raises:
+            ServerStartError: the binary is missing, the process exited, or it was not ready in time.
+        """
+        if self.process is not None:
+            raise RuntimeError("server already started")
+        binary = self.binary()
+        if not binary.is_file():
+            raise ServerStartError(f"tritonserver not found at {binary} (pip install nvidia-pytriton==0.7.0)")
+        if self._backend_directory is None and not stub_target(pytriton_server_dir()).is_file():
+            install_stub()
+        if not self.model_repository.is_dir():
+            raise ServerStartError(f"model repository not found: {self.model_repository}")
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")  # closed in stop()
+        logger.info("starting %s", " ".join(self.command()))
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+            start_new_session=True,  # its own process group: Ctrl-C reaches us, we stop it cleanly
+        )
+        try:
+            self.wait_ready(self.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info(
+            "Triton ready: gRPC %s, HTTP %s, metrics %s (log %s)",
+            self.grpc_url,
+            self.http_url,
+            self.metrics_url,
+            self.log_path,
+        )
+        return self
+
+    def is_ready(self, timeout: float = 2.0) -> bool:
+        """``GET /v2/health/ready`` answers 200."""
+        return self._get_status("/v2/health/ready", timeout) == 200
+
+    def is_live(self, timeout: float = 2.0) -> bool:
+        """``GET /v2/health/live`` answers 200."""
+        return self._get_status("/v2/health/live", timeout) == 200
+
+    def _get_status(self, path: str, timeout: float) -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=timeout) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Poll readiness until ``timeout`` seconds.
+
+        Raises:
+            ServerStartError: the process exited or the timeout passed (with the log tail).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise ServerStartError(
+                    f"tritonserver exited with code {code} while starting\n{self.log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.5)
+        raise ServerStartError(f"tritonserver not ready after {timeout:.0f} s\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the server log."""
+        if self.log_path is None or not self.log_path.is_file():
+            return "(no server log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "--- tritonserver log (tail) ---\n" + "\n".join(text[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Stop the server: SIGINT (graceful unload), then SIGKILL of its process group after ``timeout``.
+
+        Returns:
+            The server's exit code (None if it was not running).
+        """
+        proc, self.process = self.process, None
+        code = None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    logger.warning("tritonserver did not stop in %.0f s: killing it", timeout)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            code = proc.returncode
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return code
+
+    def wait(self) -> int:
+        """Block until the server exits; returns its exit code."""
+        if self.process is None:
+            raise RuntimeError("server not started")
+        return self.process.wait()
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,74 @@
+"""``mintime export`` arguments and a real run (temporal only, for speed) from a project checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from export import repository as repo
+from export.cli import add_arguments, run
+from tests.e2e.weights import make_tiny_checkpoint
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_and_trt_switches():
+    args = parse()
+    assert args.trt == "auto" and args.keep == 2 and args.fp16 and args.check_batches == [1, 3]
+    assert args.networks == ["backbone", "temporal"]
+    assert parse("--trt").trt == "require" and parse("--no-trt").trt == "off"
+    with pytest.raises(SystemExit):
+        parse("--trt", "--no-trt")
+
+
+def test_export_temporal_from_a_checkpoint(tmp_path, repository_copy, capsys):
+    ck = make_tiny_checkpoint(tmp_path / "tiny.pt")
+    onnx_dir = tmp_path / "onnx"
+    args = parse(
+        "--checkpoint",
+        str(ck),
+        "--model-repository",
+        str(repository_copy),
+        "--networks",
+        "temporal",
+        "--no-fp16",
+        "--json",
+        "--onnx-dir",
+        str(onnx_dir),
+    )
+    assert run(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    info = summary["networks"]["temporal"]
+    assert info["version"] == 2 and info["dims"] == {"temporal_cls_attention": [2, 2, 785]}
+    assert info["tensorrt"] is False and "TensorRT" in info["tensorrt_note"]
+    record = json.loads((repository_copy / "temporal" / "2" / "export.json").read_text())
+    assert record["source"]["checkpoint"]["sha256"] == repo.sha256_file(ck)
+    assert record["source"]["loader"]["backbone"] == "efficientnet_lite0"
+    assert (onnx_dir / "temporal.onnx").read_bytes() == (
+        repository_copy / "temporal" / "2" / "model.onnx"
+    ).read_bytes()
+
+    # --if-missing: the served version has model.onnx now, nothing to do
+    assert (
+        run(
+            parse(
+                "--checkpoint",
+                str(ck),
+                "--model-repository",
+                str(repository_copy),
+                "--networks",
+                "temporal",
+                "--if-missing",
+                "--json",
+            )
+        )
+        == 0
+    )
+    assert "already" in json.loads(capsys.readouterr().out)["note"]
+    assert repo.versions(repository_copy / "temporal") == [1, 2]

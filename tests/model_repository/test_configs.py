@@ -1,0 +1,135 @@
+"""Every committed config (default and production) parses and agrees with mintime.contract and the ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mintime import contract
+from tests.conftest import REPO
+
+text_format = pytest.importorskip("google.protobuf.text_format")
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+
+REPOSITORY = REPO / "model_repository"
+SPECS = {spec.name: spec for spec in (contract.ENSEMBLE, *contract.MODELS)}
+VARIANTS = ("config.pbtxt", "configs/production.pbtxt")
+CONFIGS = [(name, variant) for name in SPECS for variant in VARIANTS]
+DTYPE = model_config_pb2.DataType
+
+
+def load(name: str, variant: str):
+    path = REPOSITORY / name / variant
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def dims_match(config_dims: list[int], contract_dims: tuple[int, ...]) -> bool:
+    """Same rank; equal where the contract fixes a dim (-1 in the contract: any value the deployment fixes)."""
+    return len(config_dims) == len(contract_dims) and all(
+        c == -1 or c == d for c, d in zip(contract_dims, config_dims, strict=True)
+    )
+
+
+def test_repository_has_exactly_the_contract_models():
+    found = {p.name for p in REPOSITORY.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert found == set(SPECS)
+
+
+@pytest.mark.parametrize(("name", "variant"), CONFIGS)
+def test_config_matches_contract(name: str, variant: str):
+    cfg = load(name, variant)
+    spec = SPECS[name]
+    assert cfg.name == name
+    assert cfg.max_batch_size > 0, "every model batches (one video per request = batch 1)"
+    for kind, tensors, expected in (("input", cfg.input, spec.inputs), ("output", cfg.output, spec.outputs)):
+        assert [t.name for t in tensors] == [t.name for t in expected], f"{kind} names"
+        for t, e in zip(tensors, expected, strict=True):
+            assert DTYPE.Name(t.data_type) == e.dtype, f"{name}.{t.name} dtype"
+            assert dims_match(list(t.dims), e.dims), (
+                f"{name}.{t.name} dims {list(t.dims)} vs contract {e.dims}"
+            )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ensemble_wiring(variant: str):
+    cfg = load("mintime", variant)
+    assert cfg.platform == "ensemble"
+    steps = cfg.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == [m.name for m in contract.MODELS]
+    available = {t.name for t in cfg.input}
+    produced: set[str] = set()
+    consumed: set[str] = set()
+    for step in steps:
+        spec = SPECS[step.model_name]
+        step_cfg = load(step.model_name, variant)
+        assert cfg.max_batch_size <= step_cfg.max_batch_size
+        assert set(step.input_map) == {t.name for t in spec.inputs}, step.model_name
+        assert set(step.output_map) == {t.name for t in spec.outputs}, step.model_name
+        for key, value in step.input_map.items():
+            assert value in available, f"{step.model_name}: input {key} <- {value} is not produced earlier"
+            consumed.add(value)
+        for value in step.output_map.values():
+            assert value not in available, f"{value} produced twice"
+            available.add(value)
+            produced.add(value)
+    outputs = {t.name for t in cfg.output}
+    assert outputs <= produced
+    assert produced - outputs <= consumed, "every intermediate tensor is consumed by a later step"
+
+
+def test_production_variants_use_gpu_runtimes():
+    for name in ("backbone", "temporal"):
+        cfg = load(name, "configs/production.pbtxt")
+        assert cfg.platform == "tensorrt_plan"
+        assert cfg.HasField("dynamic_batching") and cfg.max_batch_size >= 8
+        assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in cfg.instance_group)
+        assert all(d > 0 for t in (*cfg.input, *cfg.output) for d in t.dims), "TensorRT configs fix every dim"
+    decode = load("video_decode", "configs/production.pbtxt")
+    assert decode.backend == "dali"
+    face = load("face_pipeline", "configs/production.pbtxt")
+    assert face.backend == "python" and face.parameters["device"].string_value == "cuda"
+    assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in face.instance_group)
+    # the two engines agree on the feature channels
+    backbone = load("backbone", "configs/production.pbtxt").output[0].dims
+    temporal = load("temporal", "configs/production.pbtxt").input[0].dims
+    assert list(backbone) == list(temporal)
+
+
+@pytest.mark.parametrize("name", [m.name for m in contract.MODELS])
+def test_default_variant_runs_on_the_python_backend(name: str):
+    cfg = load(name, "config.pbtxt")
+    assert cfg.backend == "python"
+    assert (REPOSITORY / name / "1" / "model.py").is_file()
+    assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU for g in cfg.instance_group)
+    if name in ("backbone", "temporal"):
+        assert cfg.HasField("dynamic_batching") and cfg.max_batch_size > 1
+
+
+def test_pipeline_parameters_match_the_in_process_defaults():
+    from mintime.pipeline import PipelineConfig
+    from mintime.serving.backend import model_parameters, pipeline_config_from_parameters
+
+    def params(name: str, variant: str) -> dict[str, str]:
+        from google.protobuf.json_format import MessageToDict
+
+        return model_parameters(MessageToDict(load(name, variant), preserving_proto_field_name=True))
+
+    for variant in VARIANTS:
+        assert int(params("video_decode", variant)["num_frames"]) == PipelineConfig().num_frames
+        cfg = pipeline_config_from_parameters(params("face_pipeline", variant), device="cpu")
+        assert cfg == PipelineConfig(), "the server's face pipeline = `mintime predict` defaults"
+
+
+def test_ensemble_keeps_an_empty_version_folder():
+    assert (REPOSITORY / "mintime" / "1" / ".gitkeep").is_file()
+
+
+@pytest.mark.parametrize("path", sorted(REPOSITORY.glob("*/1/model.py")), ids=lambda p: p.parent.parent.name)
+def test_model_py_is_thin_and_compiles(path: Path):
+    source = path.read_text()
+    compile(source, str(path), "exec")
+    assert "class TritonPythonModel" in source
+    if path.parent.parent.name in ("face_pipeline", "backbone", "temporal"):  # models that pick a device
+        assert 'args["model_instance_device_id"]' in source and 'args["model_instance_kind"]' in source
+    assert len(source.splitlines()) < 120
