@@ -250,3 +250,42 @@ def test_annotated_video_has_every_frame(tmp_path, xc_models, two_people, data_d
     x1, y1, x2, y2 = (int(v) for v in kept["faces"][len(kept["faces"]) // 2]["box"])
     diff = np.abs(frames[50].astype(int) - src_frames[0].astype(int))
     assert diff[max(0, y1 - 40) : y2 + 40, max(0, x1 - 40) : x2 + 40].max() > 100
+
+
+def test_same_slots_through_torch_and_onnx(tmp_path, two_people):
+    """The exported ONNX graphs give the in-process PyTorch result on the same slots (issue #3)."""
+    pytest.importorskip("onnxruntime")
+    from export.modules import dynamic_batch_axes, example_inputs, export_module, io_names
+    from export.onnx import export_onnx
+    from mintime.models import create_backbone, create_temporal
+    from mintime.pipeline import LoadedModels, OnnxEngines
+
+    torch.manual_seed(0)
+    loaded = LoadedModels(
+        create_backbone("efficientnet_lite0", pretrained=True).eval(),
+        create_temporal("tiny", channels=1280).eval(),
+        {},
+    )
+    paths = {}
+    for which in ("backbone", "temporal"):
+        inputs, outputs = io_names(which)
+        paths[which] = tmp_path / f"{which}.onnx"
+        module = export_module(which, loaded)
+        export_onnx(
+            module,
+            paths[which],
+            example_inputs=example_inputs(which, 1, channels=1280),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_batch_axes(which),
+            check=False,
+        )
+    _, analysis = two_people
+    torch_result = Predictor(PipelineConfig(), TorchEngines(loaded.backbone, loaded.temporal)).run_networks(analysis)
+    onnx_result = Predictor(PipelineConfig(), OnnxEngines(paths["backbone"], paths["temporal"])).run_networks(analysis)
+    assert onnx_result[0] == pytest.approx(torch_result[0], abs=1e-4)
+    np.testing.assert_allclose(onnx_result[1], torch_result[1], atol=1e-5)
+    a = finalize(analysis.to_json(), *torch_result)
+    b = finalize(analysis.to_json(), *onnx_result)
+    assert abs(a["fake_probability"] - b["fake_probability"]) < 1e-4
+    assert [i["slots"] for i in a["identities"]] == [i["slots"] for i in b["identities"]]
