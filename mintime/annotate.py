@@ -63,7 +63,9 @@ def _label(ident: dict[str, Any]) -> tuple[str, tuple[int, int, int]]:
     return f"id {ident['id']}: Pristine {100 * (1 - score):.1f}%", GREEN
 
 
-def write_annotated_video(source: str | os.PathLike, result: dict[str, Any], target: str | os.PathLike) -> Path:
+def write_annotated_video(
+    source: str | os.PathLike, result: dict[str, Any], target: str | os.PathLike
+) -> Path:
     """Write ``target`` (H.264 MP4): every frame of ``source`` with identity boxes and scores.
 
     Args:

@@ -21,14 +21,24 @@ logger = logging.getLogger("mintime")
 # subcommand → (module, add-arguments function, run function, help)
 _EXTERNAL = {
     "serve": ("mintime.serving.cli", "add_arguments", "run", "start the local Triton server on loopback"),
-    "export": ("export.cli", "add_arguments", "run", "export ONNX / TensorRT and refresh the model repository"),
+    "export": (
+        "export.cli",
+        "add_arguments",
+        "run",
+        "export ONNX / TensorRT and refresh the model repository",
+    ),
     "preprocess": (
         "training.cli",
         "add_preprocess_arguments",
         "run_preprocess",
         "detect faces and write crops + identity folders",
     ),
-    "split": ("training.cli", "add_split_arguments", "run_split", "make train/val/test lists from list files"),
+    "split": (
+        "training.cli",
+        "add_split_arguments",
+        "run_split",
+        "make train/val/test lists from list files",
+    ),
     "train": ("training.cli", "add_train_arguments", "run_train", "train MINTIME or the baseline"),
     "evaluate": ("training.cli", "add_evaluate_arguments", "run_evaluate", "evaluate a checkpoint on a list"),
     "synth": ("training.cli", "add_synth_arguments", "run_synth", "build the synthetic forgery benchmark"),
@@ -39,11 +49,15 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 def add_weights_arguments(p: argparse.ArgumentParser) -> None:
     """Options that choose the weights (shared by predict and export)."""
-    g = p.add_argument_group("weights (default: the shipped demo checkpoint, see mintime/weights/MODEL_CARD.md)")
+    g = p.add_argument_group(
+        "weights (default: the shipped demo checkpoint, see mintime/weights/MODEL_CARD.md)"
+    )
     g.add_argument("--checkpoint", type=Path, help="a project checkpoint (from `mintime train`)")
     g.add_argument("--model-weights", type=Path, help="the authors' MINTIME ..._Model_checkpointN file")
     g.add_argument("--extractor-weights", type=Path, help="the authors' ..._Extractor_checkpointN file")
-    g.add_argument("--variant", choices=["xc", "ef"], help="authors' variant: xc = Xception, ef = EfficientNet-B0")
+    g.add_argument(
+        "--variant", choices=["xc", "ef"], help="authors' variant: xc = Xception, ef = EfficientNet-B0"
+    )
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +67,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-identities", type=int, default=2, help="identities kept, largest first (default 2)")
     g.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale (default 0.5)")
     g.add_argument("--embedder", choices=["dlib", "facenet"], default="dlib", help="identity embedder")
-    g.add_argument("--embedder-weights", type=Path, help="FaceNet InceptionResnetV1 weights (with --embedder facenet)")
+    g.add_argument(
+        "--embedder-weights", type=Path, help="FaceNet InceptionResnetV1 weights (with --embedder facenet)"
+    )
     g.add_argument(
         "--mask-regime",
         choices=["correct", "all_true"],
@@ -82,7 +98,9 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
     p.add_argument("--output-video", type=Path, help="write an annotated MP4 (a folder when several videos)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--onnx-dir", type=Path, help="run the networks with ONNX Runtime from backbone.onnx/temporal.onnx")
+    p.add_argument(
+        "--onnx-dir", type=Path, help="run the networks with ONNX Runtime from backbone.onnx/temporal.onnx"
+    )
     add_weights_arguments(p)
     add_pipeline_arguments(p)
     p.set_defaults(func=run_predict)
@@ -169,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mintime", description="MINTIME video deepfake detection: predict, train, export, serve."
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
     for name, (module, add_fn, run_fn, help_text) in _EXTERNAL.items():
@@ -186,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _missing(name: str, exc: ImportError):
     def run(_args: argparse.Namespace) -> int:
-        print(f"`mintime {name}` is unavailable: {exc}. Install the full set with ./setup.sh", file=sys.stderr)
+        print(
+            f"`mintime {name}` is unavailable: {exc}. Install the full set with ./setup.sh", file=sys.stderr
+        )
         return 2
 
     return run

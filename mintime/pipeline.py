@@ -283,7 +283,9 @@ class FaceAnalyzer:
                         }
                         for i in members
                     ],
-                    "slots": [] if kept_pos is None else [int(s) for s in np.flatnonzero(slot_identity == kept_pos)],
+                    "slots": []
+                    if kept_pos is None
+                    else [int(s) for s in np.flatnonzero(slot_identity == kept_pos)],
                 }
             )
         info.update(
@@ -372,7 +374,9 @@ class OnnxEngines:
     (B, F, 3, 224, 224) and the temporal model returns (logit, cls_attention).
     """
 
-    def __init__(self, backbone_path: str | os.PathLike, temporal_path: str | os.PathLike, providers=None) -> None:
+    def __init__(
+        self, backbone_path: str | os.PathLike, temporal_path: str | os.PathLike, providers=None
+    ) -> None:
         import onnxruntime as ort
 
         providers = providers or ["CPUExecutionProvider"]
@@ -481,7 +485,9 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def finalize(analysis_json: dict[str, Any], logit: float | None, cls_attention: np.ndarray | None) -> dict[str, Any]:
+def finalize(
+    analysis_json: dict[str, Any], logit: float | None, cls_attention: np.ndarray | None
+) -> dict[str, Any]:
     """Turn the network outputs into the result JSON of ``mintime predict --json``.
 
     Args:

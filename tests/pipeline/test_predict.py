@@ -87,7 +87,7 @@ def test_slot_arrays_follow_the_contract(two_people):
         a = arrays[spec.name]
         assert a.dtype == np.dtype(spec.numpy_dtype), spec.name
         assert len(a.shape) == len(spec.dims), spec.name
-        for got, want in zip(a.shape, spec.dims):
+        for got, want in zip(a.shape, spec.dims, strict=True):
             assert want == -1 or got == want, spec.name
     faces = arrays["face_slots_faces"]
     mask = arrays["face_slots_mask"]
@@ -153,7 +153,12 @@ def analyses(analyzer, data_dir):
     from mintime.video import decode_sampled
 
     out = {}
-    for name in ("street_crowd_1080p", "dfdc_portrait_fake_720x1280", "ffpp_634_real_720p", "ffpp_634_660_faceswap_fake_720p"):
+    for name in (
+        "street_crowd_1080p",
+        "dfdc_portrait_fake_720x1280",
+        "ffpp_634_real_720p",
+        "ffpp_634_660_faceswap_fake_720p",
+    ):
         clip = decode_sampled(data_dir / "videos" / f"{name}.mp4", 16)
         out[name] = (clip, analyzer.analyze(clip))
     return out
@@ -165,6 +170,7 @@ def test_crowd_gives_several_identities(analyses):
     assert len(info["identities"]) >= 3
     kept = [i for i in info["identities"] if i["kept"]]
     assert len(kept) == 2  # max_identities
+
     # kept identities are the largest faces
     def side(i):
         return np.mean([f["box"][2] - f["box"][0] for f in i["faces"]])
@@ -200,13 +206,26 @@ def test_no_face_video_gives_no_face_result(tmp_path, xc_models, capsys, origina
 
     rng = np.random.default_rng(0)
     path = tmp_path / "noise.mp4"
-    make_clip(path, frames=12, size=(160, 120), fps=10, draw=lambda i: rng.integers(0, 255, (120, 160, 3), np.uint8))
+    make_clip(
+        path, frames=12, size=(160, 120), fps=10, draw=lambda i: rng.integers(0, 255, (120, 160, 3), np.uint8)
+    )
     predictor = Predictor(PipelineConfig(num_frames=8), TorchEngines(xc_models.backbone, xc_models.temporal))
     result = predictor.predict(path)
     assert result["status"] == contract.STATUS_NO_FACE
     assert result["fake_probability"] is None and result["label"] == "no_face"
     model, extractor = original_files
-    code = cli_main(["predict", "--model-weights", str(model), "--extractor-weights", str(extractor), "--variant", "xc", str(path)])
+    code = cli_main(
+        [
+            "predict",
+            "--model-weights",
+            str(model),
+            "--extractor-weights",
+            str(extractor),
+            "--variant",
+            "xc",
+            str(path),
+        ]
+    )
     assert code == 0
     assert "no face found" in capsys.readouterr().out
 
@@ -218,7 +237,20 @@ def test_cli_reports_bad_files_and_continues(tmp_path, original_files, data_dir,
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     code = cli_main(
-        ["predict", "--json", "--num-frames", "4", "--model-weights", str(model), "--extractor-weights", str(extractor), "--variant", "xc", str(bad), str(empty)]
+        [
+            "predict",
+            "--json",
+            "--num-frames",
+            "4",
+            "--model-weights",
+            str(model),
+            "--extractor-weights",
+            str(extractor),
+            "--variant",
+            "xc",
+            str(bad),
+            str(empty),
+        ]
     )
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert code == 1
@@ -281,8 +313,12 @@ def test_same_slots_through_torch_and_onnx(tmp_path, two_people):
             check=False,
         )
     _, analysis = two_people
-    torch_result = Predictor(PipelineConfig(), TorchEngines(loaded.backbone, loaded.temporal)).run_networks(analysis)
-    onnx_result = Predictor(PipelineConfig(), OnnxEngines(paths["backbone"], paths["temporal"])).run_networks(analysis)
+    torch_result = Predictor(PipelineConfig(), TorchEngines(loaded.backbone, loaded.temporal)).run_networks(
+        analysis
+    )
+    onnx_result = Predictor(PipelineConfig(), OnnxEngines(paths["backbone"], paths["temporal"])).run_networks(
+        analysis
+    )
     assert onnx_result[0] == pytest.approx(torch_result[0], abs=1e-4)
     np.testing.assert_allclose(onnx_result[1], torch_result[1], atol=1e-5)
     a = finalize(analysis.to_json(), *torch_result)
