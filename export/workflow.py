@@ -244,7 +244,7 @@ def _verify_version(which: str, version_dir: Path, module: Any, inputs: tuple, o
     """Run the committed version through the Python-backend loader; returns the worst error vs torch."""
     import torch
 
-    from mintime.serving.engines import load_runner
+    from mintime.engines import load_runner
 
     runner = load_runner(which, version_dir=version_dir, runtime="onnx", device="cpu")
     names_in, names_out = io_names(which)

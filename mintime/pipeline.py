@@ -8,7 +8,7 @@ training and with the Triton Python models:
 * crops: :mod:`mintime.faces.crops` (square 1/3-margin crop from the face's own frame)
 * identities: :mod:`mintime.faces.embedder` + :func:`mintime.faces.identities.cluster_identities`
 * slots: :func:`mintime.slots.build_slots`
-* engines: :class:`TorchEngines` (PyTorch) or :class:`OnnxEngines` (ONNX Runtime), same interface
+* engines: :mod:`mintime.engines` (PyTorch or ONNX Runtime, same interface; also the Triton Python models')
 * explain: :func:`finalize` (probability, label, per-identity scores)
 
 The Triton ensemble runs the same functions: ``face_pipeline`` calls :meth:`FaceAnalyzer.analyze`, ``explain``
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mintime import contract
+from mintime.engines import Engines, OnnxEngines, TorchEngines
 from mintime.slots import FaceRecord, NoFaceError, SlotPlan, build_slots
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ __all__ = [
     "PipelineConfig",
     "FaceAnalyzer",
     "FaceAnalysis",
+    "Engines",
     "TorchEngines",
     "OnnxEngines",
     "LoadedModels",
@@ -314,90 +316,6 @@ class FaceAnalyzer:
             plan=None,
             info=info,
         )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Engines: the two networks, PyTorch or ONNX Runtime, one interface
-# ---------------------------------------------------------------------------------------------------------------
-class TorchEngines:
-    """Backbone and temporal model in PyTorch.
-
-    Args:
-        backbone: module mapping (N, 3, 224, 224) BGR 0..255 → (N, C, 7, 7).
-        temporal: :class:`mintime.models.temporal.MintimeTemporal`.
-    """
-
-    def __init__(self, backbone: Any, temporal: Any, device: str = "cpu") -> None:
-        import torch
-
-        self.torch = torch
-        self.device = torch.device(device)
-        self.backbone = backbone.to(self.device).eval()
-        self.temporal = temporal.to(self.device).eval()
-
-    def features(self, faces: np.ndarray) -> np.ndarray:
-        """(B, F, 3, 224, 224) float32 → (B, F, C, 7, 7) float32."""
-        torch = self.torch
-        b, f = faces.shape[:2]
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(faces, np.float32)).to(self.device)
-            y = self.backbone(x.flatten(0, 1))
-            return y.reshape(b, f, *y.shape[1:]).float().cpu().numpy()
-
-    def temporal_forward(
-        self,
-        features: np.ndarray,
-        mask: np.ndarray,
-        identities_mask: np.ndarray,
-        size_ids: np.ndarray,
-        positions: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Batched inputs → (logits (B, 1) float32, cls_attention (B, 2, heads, 785) float32)."""
-        torch = self.torch
-        dev = self.device
-        with torch.inference_mode():
-            logits, attn = self.temporal(
-                torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(dev),
-                torch.from_numpy(np.asarray(mask, bool)).to(dev),
-                torch.from_numpy(np.asarray(identities_mask, bool)).to(dev),
-                torch.from_numpy(np.asarray(size_ids, np.int64)).to(dev),
-                torch.from_numpy(np.asarray(positions, np.int64)).to(dev),
-                return_attention=True,
-            )
-        return logits.float().cpu().numpy(), attn.float().cpu().numpy()
-
-
-class OnnxEngines:
-    """Backbone and temporal model from exported ONNX files, run with ONNX Runtime.
-
-    The ONNX graphs are the ones ``mintime export`` writes: the backbone takes per-video faces
-    (B, F, 3, 224, 224) and the temporal model returns (logit, cls_attention).
-    """
-
-    def __init__(
-        self, backbone_path: str | os.PathLike, temporal_path: str | os.PathLike, providers=None
-    ) -> None:
-        import onnxruntime as ort
-
-        providers = providers or ["CPUExecutionProvider"]
-        self.backbone = ort.InferenceSession(str(backbone_path), providers=providers)
-        self.temporal = ort.InferenceSession(str(temporal_path), providers=providers)
-
-    def features(self, faces: np.ndarray) -> np.ndarray:
-        name = self.backbone.get_inputs()[0].name
-        return self.backbone.run(None, {name: np.ascontiguousarray(faces, np.float32)})[0]
-
-    def temporal_forward(self, features, mask, identities_mask, size_ids, positions):
-        feeds = {
-            "backbone_features": np.ascontiguousarray(features, np.float32),
-            "face_slots_mask": np.asarray(mask, bool),
-            "face_slots_identities_mask": np.asarray(identities_mask, bool),
-            "face_slots_size_ids": np.asarray(size_ids, np.int64),
-            "face_slots_positions": np.asarray(positions, np.int64),
-        }
-        names = {i.name for i in self.temporal.get_inputs()}
-        logits, attn = self.temporal.run(None, {k: v for k, v in feeds.items() if k in names})
-        return logits, attn
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_export_writes_checked_versions_and_updates_configs(repository_copy, mon
 
     # the Python-backend loader serves the new version with ONNX Runtime, equal to torch
     from export.modules import example_inputs
-    from mintime.serving.engines import OnnxRunner, load_runner
+    from mintime.engines import OnnxRunner, load_runner
 
     runner = load_runner("temporal", version_dir=repository_copy / "temporal" / "2")
     assert isinstance(runner, OnnxRunner)

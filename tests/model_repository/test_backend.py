@@ -1,4 +1,4 @@
-"""Pure helpers behind the Python-backend models (mintime.serving.backend, mintime.serving.engines)."""
+"""Pure helpers behind the Python-backend models (mintime.serving.backend, mintime.engines)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_stack_and_split_inputs():
 
 
 def test_load_runner_validates_arguments(tmp_path):
-    from mintime.serving.engines import load_runner
+    from mintime.engines import load_runner
 
     with pytest.raises(ValueError, match="unknown network"):
         load_runner("head")

@@ -1,7 +1,7 @@
 """temporal (Python backend): features + slot masks -> logit and CLS attention (server without TensorRT).
 
 Inputs/outputs: mintime.contract.TEMPORAL. Runs <version>/model.onnx with ONNX Runtime when `mintime export`
-wrote one, else PyTorch with the checkpoint's weights (mintime.serving.engines.load_runner). Dynamic batching
+wrote one, else PyTorch with the checkpoint's weights (mintime.engines.load_runner). Dynamic batching
 hands several requests to one execute(): they run as one batch.
 """
 
@@ -35,7 +35,7 @@ def _error(message, code="INTERNAL"):
 
 class TritonPythonModel:
     def initialize(self, args):
-        from mintime.serving.engines import load_runner
+        from mintime.engines import load_runner
 
         params = model_parameters(json.loads(args["model_config"]))
         model_dir = Path(args["model_repository"])

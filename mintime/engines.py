@@ -1,4 +1,4 @@
-"""The two networks for the Python-backend ``backbone`` and ``temporal`` models (local/CI runtime).
+"""The two networks behind one interface, in PyTorch or ONNX Runtime (in-process and Python-backend runtime).
 
 Each runner maps the model's inputs (``mintime.contract`` names, batch first) to its outputs:
 
@@ -23,6 +23,9 @@ import numpy as np
 from mintime import contract
 
 __all__ = [
+    "Engines",
+    "TorchEngines",
+    "OnnxEngines",
     "ONNX_FILENAME",
     "ONNX_FP16_FILENAME",
     "RUNTIMES",
@@ -166,3 +169,55 @@ def load_runner(
         runner = TorchRunner(which, module, device, description=f"torch on {device} from {source}")
     logger.info("%s: %s", which, runner.description)
     return runner
+
+
+class Engines:
+    """Backbone + temporal model as one object (what :class:`mintime.pipeline.Predictor` runs).
+
+    Args:
+        backbone: runner ``face_slots_faces`` (B, F, 3, 224, 224) f32 → ``backbone_features`` (B, F, C, 7, 7) f32.
+        temporal: runner (features, masks, size ids, positions) → ``temporal_logit`` (B, 1),
+            ``temporal_cls_attention`` (B, 2, heads, 785).
+    """
+
+    def __init__(self, backbone: NetworkRunner, temporal: NetworkRunner) -> None:
+        self.backbone = backbone
+        self.temporal = temporal
+
+    def features(self, faces: np.ndarray) -> np.ndarray:
+        """(B, F, 3, 224, 224) float32 BGR 0..255 → (B, F, C, 7, 7) float32."""
+        return self.backbone({"face_slots_faces": faces})["backbone_features"]
+
+    def temporal_forward(
+        self,
+        features: np.ndarray,
+        mask: np.ndarray,
+        identities_mask: np.ndarray,
+        size_ids: np.ndarray,
+        positions: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Batched slot inputs → (logits (B, 1) float32, cls_attention (B, 2, heads, 785) float32)."""
+        out = self.temporal(
+            {
+                "backbone_features": features,
+                "face_slots_mask": mask,
+                "face_slots_identities_mask": identities_mask,
+                "face_slots_size_ids": size_ids,
+                "face_slots_positions": positions,
+            }
+        )
+        return out["temporal_logit"], out["temporal_cls_attention"]
+
+
+def TorchEngines(backbone: Any, temporal: Any, device: str = "cpu") -> Engines:  # noqa: N802 - a factory
+    """Engines from PyTorch modules (per-face backbone, :class:`~mintime.models.temporal.MintimeTemporal`)."""
+    return Engines(TorchRunner("backbone", backbone, device), TorchRunner("temporal", temporal, device))
+
+
+def OnnxEngines(  # noqa: N802 - a factory
+    backbone_path: str | os.PathLike, temporal_path: str | os.PathLike, device: str = "cpu"
+) -> Engines:
+    """Engines from the ONNX graphs ``mintime export`` writes (``backbone.onnx``, ``temporal.onnx``)."""
+    return Engines(
+        OnnxRunner("backbone", backbone_path, device), OnnxRunner("temporal", temporal_path, device)
+    )
