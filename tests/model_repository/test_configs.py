@@ -130,6 +130,12 @@ def test_model_py_is_thin_and_compiles(path: Path):
     source = path.read_text()
     compile(source, str(path), "exec")
     assert "class TritonPythonModel" in source
-    if path.parent.parent.name in ("face_pipeline", "backbone", "temporal"):  # models that pick a device
+    if path.parent.parent.name == "face_pipeline":  # models that pick a device
         assert 'args["model_instance_device_id"]' in source and 'args["model_instance_kind"]' in source
+    if path.parent.parent.name in ("backbone", "temporal"):  # the shared network model picks it
+        from mintime.serving import triton_models
+
+        shared = Path(triton_models.__file__).read_text()
+        assert "NetworkModel" in source
+        assert 'args["model_instance_device_id"]' in shared and 'args["model_instance_kind"]' in shared
     assert len(source.splitlines()) < 120

@@ -175,8 +175,8 @@ def test_backbone_and_temporal_declare_their_contract_inputs(monkeypatch):
 
     for name, spec in (("backbone", contract.BACKBONE), ("temporal", contract.TEMPORAL)):
         mod = load_model_py(name, monkeypatch)
-        assert mod.NETWORK == name
-        assert tuple(mod.INPUTS) == tuple(t.name for t in spec.inputs)
+        assert mod.TritonPythonModel.NETWORK == name
+        assert mod.TritonPythonModel().inputs == tuple(t.name for t in spec.inputs)
 
 
 @pytest.mark.needs_dali

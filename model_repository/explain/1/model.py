@@ -7,13 +7,9 @@ the "video" key: the server never sees the file name); FAKE_PROBABILITY is NaN w
 import triton_python_backend_utils as pb_utils
 
 from mintime.serving.backend import explain_outputs, tensor_to_json
+from mintime.serving.triton_models import triton_error
 
 OUTPUTS = ("FAKE_PROBABILITY", "IDENTITY_SCORES", "RESULT_JSON")
-
-
-def _error(message, code="INTERNAL"):
-    codes = getattr(pb_utils.TritonError, code, None)
-    return pb_utils.TritonError(message) if codes is None else pb_utils.TritonError(message, codes)
 
 
 class TritonPythonModel:
@@ -35,6 +31,6 @@ class TritonPythonModel:
                 )
             except Exception as exc:  # one bad request must not fail the others
                 responses.append(
-                    pb_utils.InferenceResponse(error=_error(f"explain: {type(exc).__name__}: {exc}"))
+                    pb_utils.InferenceResponse(error=triton_error(f"explain: {type(exc).__name__}: {exc}"))
                 )
         return responses

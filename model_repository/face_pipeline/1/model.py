@@ -15,6 +15,7 @@ from mintime.serving.backend import (
     model_parameters,
     pipeline_config_from_parameters,
 )
+from mintime.serving.triton_models import triton_error
 
 ARRAY_OUTPUTS = (
     "face_slots_faces",
@@ -23,11 +24,6 @@ ARRAY_OUTPUTS = (
     "face_slots_size_ids",
     "face_slots_positions",
 )
-
-
-def _error(message, code="INTERNAL"):
-    codes = getattr(pb_utils.TritonError, code, None)
-    return pb_utils.TritonError(message) if codes is None else pb_utils.TritonError(message, codes)
 
 
 class TritonPythonModel:
@@ -61,10 +57,12 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except ValueError as exc:
                 responses.append(
-                    pb_utils.InferenceResponse(error=_error(f"face_pipeline: {exc}", "INVALID_ARG"))
+                    pb_utils.InferenceResponse(error=triton_error(f"face_pipeline: {exc}", "INVALID_ARG"))
                 )
             except Exception as exc:  # one bad request must not fail the others
                 responses.append(
-                    pb_utils.InferenceResponse(error=_error(f"face_pipeline: {type(exc).__name__}: {exc}"))
+                    pb_utils.InferenceResponse(
+                        error=triton_error(f"face_pipeline: {type(exc).__name__}: {exc}")
+                    )
                 )
         return responses

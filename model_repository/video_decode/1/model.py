@@ -9,13 +9,9 @@ import json
 import triton_python_backend_utils as pb_utils
 
 from mintime.serving.backend import clip_to_arrays, model_parameters
+from mintime.serving.triton_models import triton_error
 
 OUTPUTS = ("video_decode_frames", "video_decode_frame_indices", "video_decode_info")
-
-
-def _error(message, code="INTERNAL"):
-    codes = getattr(pb_utils.TritonError, code, None)
-    return pb_utils.TritonError(message) if codes is None else pb_utils.TritonError(message, codes)
 
 
 class TritonPythonModel:
@@ -54,15 +50,17 @@ class TritonPythonModel:
             except self.decode_errors as exc:
                 responses.append(
                     pb_utils.InferenceResponse(
-                        error=_error(f"video_decode: cannot decode the video: {exc}", "INVALID_ARG")
+                        error=triton_error(f"video_decode: cannot decode the video: {exc}", "INVALID_ARG")
                     )
                 )
             except ValueError as exc:
                 responses.append(
-                    pb_utils.InferenceResponse(error=_error(f"video_decode: {exc}", "INVALID_ARG"))
+                    pb_utils.InferenceResponse(error=triton_error(f"video_decode: {exc}", "INVALID_ARG"))
                 )
             except Exception as exc:  # one bad request must not fail the others
                 responses.append(
-                    pb_utils.InferenceResponse(error=_error(f"video_decode: {type(exc).__name__}: {exc}"))
+                    pb_utils.InferenceResponse(
+                        error=triton_error(f"video_decode: {type(exc).__name__}: {exc}")
+                    )
                 )
         return responses
