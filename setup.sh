@@ -18,6 +18,10 @@ else
   # MTCNN weights ship inside the facenet-pytorch wheel; it pins an old torch, so no deps.
   "$VENV/bin/python" -m pip install --no-deps "facenet-pytorch==2.6.0"
   # The tritonserver bundled in nvidia-pytriton finds its Python stub next to the backend.
-  "$VENV/bin/python" -m mintime.serving.install_stub || true
+  if "$VENV/bin/python" -c "import pytriton" 2>/dev/null; then
+    "$VENV/bin/python" -m mintime.serving.install_stub
+  fi
+  # perf_analyzer 2.51.0 (benchmarks/perf): the binary from the tritonclient wheel, into .tools/ (git-ignored).
+  "$VENV/bin/python" benchmarks/perf/get_perf_analyzer.py || echo "warning: perf_analyzer not installed" >&2
 fi
 echo "setup done: activate with  . $VENV/bin/activate"
