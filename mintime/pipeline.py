@@ -190,7 +190,7 @@ class FaceAnalyzer:
         Returns:
             A :class:`FaceAnalysis`; ``status == "no_face"`` when no identity survives.
         """
-        from mintime.faces.crops import crop_face, resize_for_model, square_crop_box, to_model_input
+        from mintime.faces.crops import crop_face, resize_for_model, to_model_input
         from mintime.faces.identities import cluster_identities
 
         cfg = self.cfg
@@ -240,12 +240,10 @@ class FaceAnalyzer:
             records = []
             for i in members:
                 i = int(i)
-                x0, y0, x1, y1 = square_crop_box(boxes_arr[i], clip.width, clip.height)
                 crop = crop_face(frames[frame_pos_arr[i]], boxes_arr[i])
                 crops[i] = crop
-                records.append(
-                    FaceRecord(frame_index=int(frame_ids[i]), crop_h=int(y1 - y0), crop_w=int(x1 - x0), key=i)
-                )
+                crop_h, crop_w = crop.shape[:2]
+                records.append(FaceRecord(frame_index=int(frame_ids[i]), crop_h=crop_h, crop_w=crop_w, key=i))
             identities.append(records)
 
         try:
