@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mintime.fileio import atomic_write
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
 
 __all__ = [
@@ -273,17 +272,8 @@ def save_checkpoint(
         "temporal_state": _tensor_dict(temporal_state, "temporal_state"),
         "backbone_state": None if backbone_state is None else _tensor_dict(backbone_state, "backbone_state"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
     logger.info("saved project checkpoint %s", path)
     return path
 

@@ -14,13 +14,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from mintime.fileio import atomic_write
 from training.layout import scan_video_folder
 
 __all__ = ["FeatureCache", "load_face_image", "faces_to_tensor_input", "weights_tag"]
@@ -61,14 +61,8 @@ def faces_to_tensor_input(images: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        np.save(fh, array)
 
 
 class FeatureCache:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mintime.fileio import atomic_write
 from mintime.models.baseline import FrameBaseline
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
 from training.config import TrainConfig
@@ -257,15 +256,8 @@ def save_model(
         else {k: v.detach().cpu() for k, v in backbone_state.items()},
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
     return path
 
 
