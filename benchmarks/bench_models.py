@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
+from mintime.testing import two_identity_inputs
 
 F, P = 16, 49
 
@@ -45,23 +46,6 @@ class Case:
         return f"{self.group} [{self.variant}]"
 
 
-def temporal_inputs(batch: int, channels: int) -> tuple[Tensor, ...]:
-    """Realistic temporal inputs: two identities (6 + 6 faces) and 4 masked dummy slots per video."""
-    g = torch.Generator().manual_seed(0)
-    features = torch.randn(batch, F, channels, 7, 7, generator=g)
-    mask = torch.ones(batch, F, dtype=torch.bool)
-    mask[:, 12:] = False
-    ident = torch.tensor([0] * 6 + [1] * 10)
-    identities_mask = (ident[:, None] == ident[None, :]).expand(batch, F, F).clone()
-    size_ids = torch.randint(1, 21, (batch, F), generator=g)
-    size_ids[:, 12:] = 0
-    rank = torch.tensor(list(range(6)) * 2 + [5] * 4)
-    positions = torch.cat(
-        [torch.zeros(1, dtype=torch.long), (rank[:, None] * P + torch.arange(P) + 1).reshape(-1)]
-    )
-    return features, mask, identities_mask, size_ids, positions.expand(batch, -1).clone()
-
-
 @functools.cache
 def _temporal(preset: str) -> MintimeTemporal:
     torch.manual_seed(0)
@@ -76,7 +60,7 @@ def temporal_case(preset: str, impl: str, batch: int) -> Case:
         # an independent copy per variant: the variants of a group are timed round-robin
         return copy.deepcopy(_temporal(preset)).set_attention_impl(impl)  # type: ignore[arg-type]
 
-    return Case(f"temporal {preset} b{batch}", impl, build, lambda: temporal_inputs(batch, channels))
+    return Case(f"temporal {preset} b{batch}", impl, build, lambda: two_identity_inputs(batch, channels))
 
 
 @functools.cache

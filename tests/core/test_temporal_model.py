@@ -11,25 +11,9 @@ from torch import nn
 
 from mintime import contract
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
+from mintime.testing import two_identity_inputs
 
 F, P = 16, 49
-
-
-def _inputs(batch: int, channels: int = 64, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Two identities (6 + 6 real slots, then 4 dummies of identity 1), random features and sizes."""
-    g = torch.Generator().manual_seed(seed)
-    features = torch.randn(batch, F, channels, 7, 7, generator=g)
-    mask = torch.ones(batch, F, dtype=torch.bool)
-    mask[:, 12:] = False
-    ident = torch.tensor([0] * 6 + [1] * 10)
-    identities_mask = (ident[:, None] == ident[None, :]).expand(batch, F, F).clone()
-    size_ids = torch.randint(1, 21, (batch, F), generator=g)
-    size_ids[:, 12:] = 0
-    rank = torch.tensor(list(range(6)) + list(range(6)) + [5] * 4)
-    positions = torch.cat(
-        [torch.zeros(1, dtype=torch.long), (rank[:, None] * P + torch.arange(P) + 1).reshape(-1)]
-    )
-    return features, mask, identities_mask, size_ids, positions.expand(batch, -1).clone()
 
 
 @pytest.fixture
@@ -39,7 +23,7 @@ def tiny() -> MintimeTemporal:
 
 
 def test_shapes_and_attention_rows(tiny: MintimeTemporal) -> None:
-    inputs = _inputs(3)
+    inputs = two_identity_inputs(3)
     with torch.inference_mode():
         logits, attn = tiny(*inputs, return_attention=True)
         plain = tiny(*inputs)
@@ -50,7 +34,7 @@ def test_shapes_and_attention_rows(tiny: MintimeTemporal) -> None:
 
 
 def test_sdpa_matches_eager(tiny: MintimeTemporal) -> None:
-    inputs = _inputs(2)
+    inputs = two_identity_inputs(2)
     with torch.inference_mode():
         a = tiny.set_attention_impl("sdpa")(*inputs, return_attention=True)
         b = tiny.set_attention_impl("eager")(*inputs, return_attention=True)
@@ -63,7 +47,7 @@ def test_sdpa_matches_eager(tiny: MintimeTemporal) -> None:
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_masked_slots_do_not_influence_the_logit(tiny: MintimeTemporal, impl: str) -> None:
-    features, mask, identities_mask, size_ids, positions = _inputs(2)
+    features, mask, identities_mask, size_ids, positions = two_identity_inputs(2)
     tiny.set_attention_impl(impl)
     features2, size_ids2, positions2 = features.clone(), size_ids.clone(), positions.clone()
     features2[:, 12:] = 100 * torch.randn_like(features2[:, 12:])
@@ -83,7 +67,7 @@ def test_temporal_attention_is_restricted_to_the_identity() -> None:
     model = MintimeTemporal(TemporalConfig.tiny(depth=1)).eval()
     attn_module = model.layers[0][0].fn
     x = torch.randn(1, 1 + F * P, 64)
-    _, mask, identities_mask, _, _ = _inputs(1)
+    _, mask, identities_mask, _, _ = two_identity_inputs(1)
     cls_mask = torch.cat([torch.ones(1, 1, dtype=torch.bool), mask.repeat_interleave(P, dim=1)], dim=1)
     time_mask = torch.cat([torch.ones(1, F, 1, dtype=torch.bool), mask[:, None, :] & identities_mask], dim=2)
     with torch.inference_mode():
@@ -102,7 +86,7 @@ def test_pos_emb_disabled_ignores_positions_and_no_size_table() -> None:
     model = MintimeTemporal(TemporalConfig.tiny(enable_pos_emb=False, enable_size_emb=False)).eval()
     assert not hasattr(model, "size_emb")
     assert not any(k.startswith("size_emb") for k in model.state_dict())
-    features, mask, identities_mask, size_ids, positions = _inputs(2)
+    features, mask, identities_mask, size_ids, positions = two_identity_inputs(2)
     with torch.inference_mode():
         a = model(features, mask, identities_mask, size_ids, positions)
         b = model(features, mask, identities_mask, torch.zeros_like(size_ids), torch.zeros_like(positions))
@@ -133,7 +117,7 @@ def test_init_statistics() -> None:
 
 
 def test_input_validation(tiny: MintimeTemporal) -> None:
-    features, mask, identities_mask, size_ids, positions = _inputs(1)
+    features, mask, identities_mask, size_ids, positions = two_identity_inputs(1)
     with pytest.raises(ValueError, match="features has shape"):
         tiny(features[:, :8], mask, identities_mask, size_ids, positions)
     with pytest.raises(ValueError, match="bool"):
@@ -144,7 +128,7 @@ def test_input_validation(tiny: MintimeTemporal) -> None:
 
 def test_training_step_backward(tiny: MintimeTemporal) -> None:
     tiny.train()
-    logits = tiny(*_inputs(2))
+    logits = tiny(*two_identity_inputs(2))
     nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)).backward()
     assert tiny.cls_token.grad is not None and tiny.cls_token.grad.abs().sum() > 0
     assert tiny.layers[0][0].fn.to_qkv.weight.grad.abs().sum() > 0
@@ -152,7 +136,7 @@ def test_training_step_backward(tiny: MintimeTemporal) -> None:
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_bfloat16_runs_close_to_float32(tiny: MintimeTemporal, impl: str) -> None:
-    inputs = _inputs(2)
+    inputs = two_identity_inputs(2)
     tiny.set_attention_impl(impl)
     with torch.inference_mode():
         ref, ref_attn = tiny(*inputs, return_attention=True)
@@ -184,7 +168,7 @@ def test_onnx_export_dynamic_batch(tiny: MintimeTemporal, tmp_path: Path, impl: 
     path = tmp_path / "temporal.onnx"
     torch.onnx.export(
         _Export(tiny),
-        _inputs(1),
+        two_identity_inputs(1),
         str(path),
         input_names=in_names,
         output_names=out_names,
@@ -194,7 +178,7 @@ def test_onnx_export_dynamic_batch(tiny: MintimeTemporal, tmp_path: Path, impl: 
     )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3):
-        inputs = _inputs(batch, seed=batch)
+        inputs = two_identity_inputs(batch, seed=batch)
         inputs[1][-1, 10:] = False  # a different mask pattern in the last video
         with torch.inference_mode():
             ref_logits, ref_attn = tiny(*inputs, return_attention=True)
