@@ -26,8 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mintime.models.temporal import MintimeTemporal, TemporalConfig
-from mintime.testing import two_identity_inputs
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))  # the checkout's tests/
+
+from mintime.models.temporal import MintimeTemporal, TemporalConfig  # noqa: E402
+from tests.helpers.synthetic import two_identity_inputs  # noqa: E402
 
 F, P = 16, 49
 

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mintime.config import DEFAULTS  # noqa: E402
+
+DEFAULT_NUM_FRAMES = DEFAULTS.num_frames
 DEFAULT_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
 
@@ -32,20 +35,15 @@ def time_ours(path: Path, analyzer, engines, num_frames: int) -> dict[str, float
     t0 = time.perf_counter()
     clip = decode_sampled(path, num_frames)
     stages = {"decode": time.perf_counter() - t0}
-    analysis = analyzer.analyze(clip, timings=stages)
-    if analysis.status == "ok":
-        a = analysis.arrays()
+    faces = analyzer(clip)
+    stages.update(faces.timings)
+    if faces.ok:
+        inputs = {name: a[None] for name, a in faces.tensors.as_inputs().items()}
         t0 = time.perf_counter()
-        feats = engines.features(a["face_slots_faces"][None])
+        features = engines.backbone(inputs)
         stages["backbone"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        engines.temporal_forward(
-            feats,
-            a["face_slots_mask"][None],
-            a["face_slots_identities_mask"][None],
-            a["face_slots_size_ids"][None],
-            a["face_slots_positions"][None],
-        )
+        engines.temporal({**inputs, **features})
         stages["temporal"] = time.perf_counter() - t0
     return stages
 
@@ -66,7 +64,7 @@ def time_original_front(path: Path, detector, chunk: int = 16) -> dict[str, floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=Path, default=DEFAULT_CLIPS)
-    ap.add_argument("--num-frames", type=int, default=16)
+    ap.add_argument("--num-frames", type=int, default=DEFAULT_NUM_FRAMES)
     ap.add_argument("--checkpoint", type=Path, help="default: the shipped demo checkpoint")
     ap.add_argument("--skip-original", action="store_true", help="do not time the original's approach")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
@@ -77,11 +75,14 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mintime.pipeline import FaceAnalyzer, PipelineConfig, TorchEngines, load_models
+    from mintime.config import PipelineConfig
+    from mintime.engines import TorchEngines
+    from mintime.faces.stage import FaceStage
+    from mintime.networks import load_networks
 
-    models = load_models(checkpoint=args.checkpoint)
-    engines = TorchEngines(models.backbone, models.temporal)
-    analyzer = FaceAnalyzer(PipelineConfig(num_frames=args.num_frames))
+    nets = load_networks(checkpoint=args.checkpoint)
+    engines = TorchEngines(nets.backbone, nets.head)
+    analyzer = FaceStage(PipelineConfig(num_frames=args.num_frames))
     clips = sorted(args.clips.glob("*.mp4"))
     if not clips:
         raise SystemExit(f"no clips in {args.clips}")

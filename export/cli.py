@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def source_record(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
     """What the export was made from: files with their SHA-256, plus the loader's description."""
     from export.repository import sha256_file
-    from mintime.pipeline import DEMO_CHECKPOINT
+    from mintime.networks import DEMO_CHECKPOINT
 
     files = {}
     if args.model_weights is not None:
@@ -109,7 +109,7 @@ def _has_artifact(model_dir: Path, trt: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Load the weights, export, print a summary."""
     from export.workflow import ExportOptions, export_to_repository, serialize_dali
-    from mintime.pipeline import load_models
+    from mintime.networks import load_networks
 
     repo_dir: Path = args.model_repository
     networks = list(args.networks)
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         networks = [n for n in networks if not _has_artifact(repo_dir / n, args.trt)]
     summary: dict[str, Any] = {"model_repository": str(repo_dir), "networks": {}}
     if networks:
-        loaded = load_models(
+        loaded = load_networks(
             checkpoint=args.checkpoint,
             model_weights=args.model_weights,
             extractor_weights=args.extractor_weights,
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             max_batch=args.max_batch,
             onnx_dir=args.onnx_dir,
         )
-        for r in export_to_repository(loaded, opts, source_record(args, loaded.info)):
+        for r in export_to_repository(loaded, opts, source_record(args, loaded.model)):
             summary["networks"][r.network] = {
                 "version": r.version,
                 "path": str(r.version_dir),

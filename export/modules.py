@@ -26,8 +26,8 @@ __all__ = [
     "example_inputs",
 ]
 
-NETWORKS = ("backbone", "temporal")
-_SPECS = {"backbone": contract.BACKBONE, "temporal": contract.TEMPORAL}
+NETWORKS = tuple(contract.NETWORKS)
+_SPECS = contract.NETWORKS
 
 
 class TemporalExport(nn.Module):
@@ -60,7 +60,7 @@ class HalfPrecision(nn.Module):
 
 
 def export_module(which: str, loaded: Any) -> nn.Module:
-    """The module to export for ``which`` from :func:`mintime.pipeline.load_models`'s result (eval mode).
+    """The module to export for ``which`` of :class:`mintime.networks.Networks` (eval mode).
 
     Export runs on the CPU. The temporal model uses the ``eager`` attention (explicit matmul + softmax: what
     TensorRT parses best).

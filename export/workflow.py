@@ -39,6 +39,7 @@ from export.modules import (
     io_names,
 )
 from export.onnx import ParityError, export_onnx, onnx_parity
+from mintime import contract
 
 __all__ = [
     "FP16_ATOL",
@@ -124,7 +125,7 @@ def _channels(loaded: Any) -> int:
     config = getattr(loaded.temporal, "config", None)
     if config is not None and getattr(config, "channels", None):
         return int(config.channels)
-    return int(getattr(loaded.backbone, "out_channels", 0) or 1280)
+    return int(getattr(loaded.backbone, "out_channels", 0) or contract.DEFAULT_CHANNELS)
 
 
 def _try_fp16(
@@ -266,7 +267,7 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
     """Export the networks of ``loaded`` into new versions of the model repository.
 
     Args:
-        loaded: :class:`mintime.pipeline.LoadedModels` (backbone, temporal, info).
+        loaded: the networks (:class:`mintime.networks.Networks`).
         opts: the options.
         source: provenance of the weights (checkpoint path and SHA-256, ...), written into ``export.json``.
 

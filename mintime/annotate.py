@@ -70,7 +70,7 @@ def write_annotated_video(
 
     Args:
         source: the video that was analysed.
-        result: its result dict (:func:`mintime.pipeline.finalize`).
+        result: its result dict (:func:`mintime.explain.render_result`).
         target: output path (``.mp4``).
     """
     import av

@@ -9,6 +9,9 @@
   unpickled. Layout (a plain dict): ``format`` = :data:`FORMAT`, ``version`` = :data:`VERSION`,
   ``temporal_config`` / ``metadata`` as JSON strings, ``backbone`` str, ``temporal_state`` / ``backbone_state``
   ``{str: Tensor}`` (``backbone_state`` may be None).
+* The baseline checkpoint (the frame baseline, which has no temporal model) is a sibling format
+  (``format`` = :data:`BASELINE_FORMAT`): ``head_config`` / ``metadata`` JSON strings, ``backbone`` str,
+  ``head_state`` / ``backbone_state`` tensor dicts. :func:`read_checkpoint` reads either kind.
 """
 
 from __future__ import annotations
@@ -26,13 +29,18 @@ import torch
 from torch import Tensor, nn
 
 from mintime.fileio import atomic_write
+from mintime.models.baseline import FrameBaseline
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
 
 __all__ = [
     "FORMAT",
+    "BASELINE_FORMAT",
     "VERSION",
     "CheckpointError",
     "ProjectCheckpoint",
+    "BaselineCheckpoint",
+    "read_checkpoint",
+    "save_baseline_checkpoint",
     "read_state_dict",
     "load_state_dict_strict",
     "infer_original_config",
@@ -45,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: Value of the ``format`` field of a project checkpoint.
 FORMAT = "mintime-checkpoint"
+#: Value of the ``format`` field of a baseline checkpoint.
+BASELINE_FORMAT = "mintime-baseline-checkpoint"
 #: Current (and highest readable) project checkpoint version.
 VERSION = 1
 
@@ -106,7 +116,7 @@ def read_state_dict(path: str | Path, *, strip_through: str | None = None) -> di
                 obj = obj[wrapper]
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict (mapping of tensors), got {type(obj).__name__}")
-    if isinstance(obj.get("format"), str) and obj.get("format") == FORMAT:
+    if isinstance(obj.get("format"), str) and obj.get("format") in (FORMAT, BASELINE_FORMAT):
         raise CheckpointError(
             f"{path}: this is a project checkpoint; use mintime.checkpoints.load_checkpoint"
         )
@@ -222,11 +232,36 @@ class ProjectCheckpoint:
     backbone_state: dict[str, Tensor] | None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    kind = "mintime"
+
     def build_temporal(self, **kwargs: Any) -> MintimeTemporal:
         """A :class:`MintimeTemporal` with this checkpoint's config and weights, in eval mode."""
         model = MintimeTemporal(TemporalConfig.from_dict(self.temporal_config), **kwargs)
         load_state_dict_strict(model, self.temporal_state, what="project checkpoint (temporal model)")
         return model.eval()
+
+    def build_head(self) -> MintimeTemporal:
+        """The network after the backbone (here the temporal model), in eval mode."""
+        return self.build_temporal()
+
+
+@dataclass
+class BaselineCheckpoint:
+    """The content of a baseline checkpoint: frame baseline head + backbone."""
+
+    head_config: dict[str, Any]
+    head_state: dict[str, Tensor]
+    backbone: str
+    backbone_state: dict[str, Tensor] | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    kind = "baseline"
+
+    def build_head(self) -> FrameBaseline:
+        """The :class:`FrameBaseline` with this checkpoint's config and weights, in eval mode."""
+        head = FrameBaseline(int(self.head_config["in_channels"]), hidden=int(self.head_config["hidden"]))
+        load_state_dict_strict(head, self.head_state, what="baseline checkpoint (head)")
+        return head.eval()
 
 
 def _tensor_dict(state: Mapping[str, Tensor] | nn.Module, name: str) -> dict[str, Tensor]:
@@ -278,6 +313,76 @@ def save_checkpoint(
     return path
 
 
+def save_baseline_checkpoint(
+    path: str | Path,
+    *,
+    head_config: dict[str, Any],
+    head_state: Mapping[str, Tensor] | nn.Module,
+    backbone: str,
+    backbone_state: Mapping[str, Tensor] | nn.Module | None,
+    metadata: dict[str, Any],
+) -> Path:
+    """Write a baseline checkpoint atomically (layout in the module docstring).
+
+    Args:
+        path: destination file.
+        head_config: ``{"in_channels": C, "hidden": H}`` of the :class:`FrameBaseline`.
+        head_state: the head's state dict (or the module).
+        backbone: the backbone's registry name.
+        backbone_state: the backbone's state dict (or module), None when the backbone is not stored.
+        metadata: anything JSON-serialisable.
+    """
+    path = Path(path)
+    payload = {
+        "format": BASELINE_FORMAT,
+        "version": 1,
+        "head_config": json.dumps(head_config, sort_keys=True),
+        "backbone": str(backbone),
+        "metadata": json.dumps(metadata, sort_keys=True),
+        "head_state": _tensor_dict(head_state, "head_state"),
+        "backbone_state": None if backbone_state is None else _tensor_dict(backbone_state, "backbone_state"),
+    }
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
+    logger.info("saved baseline checkpoint %s", path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> ProjectCheckpoint | BaselineCheckpoint:
+    """Read a project checkpoint of either kind (MINTIME or baseline), ``weights_only``, on the CPU.
+
+    Raises:
+        CheckpointError: unreadable or unsafe file, neither kind, or malformed fields.
+    """
+    obj = _torch_load(path)
+    if isinstance(obj, Mapping) and obj.get("format") == BASELINE_FORMAT:
+        try:
+            head_config = json.loads(obj["head_config"])
+            metadata = json.loads(obj["metadata"])
+            backbone, head_state, backbone_state = obj["backbone"], obj["head_state"], obj["backbone_state"]
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: malformed baseline checkpoint: {exc!r}") from exc
+        _check_states(path, "baseline", head_state=head_state, backbone_state=backbone_state)
+        if not isinstance(backbone, str) or not isinstance(head_config, dict):
+            raise CheckpointError(f"{path}: malformed baseline checkpoint (backbone or head_config)")
+        return BaselineCheckpoint(
+            head_config=head_config,
+            head_state=dict(head_state),
+            backbone=backbone,
+            backbone_state=None if backbone_state is None else dict(backbone_state),
+            metadata=metadata,
+        )
+    return _project_checkpoint(path, obj)
+
+
+def _check_states(path: str | Path, what: str, **states: Any) -> None:
+    for name, state in states.items():
+        if state is None and name == "backbone_state":
+            continue
+        if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: malformed {what} checkpoint ({name} is not a tensor dict)")
+
+
 def load_checkpoint(path: str | Path) -> ProjectCheckpoint:
     """Read a project checkpoint written by :func:`save_checkpoint` (``weights_only=True``, CPU).
 
@@ -285,7 +390,10 @@ def load_checkpoint(path: str | Path) -> ProjectCheckpoint:
         CheckpointError: unreadable or unsafe file, not a project checkpoint (e.g. a bare state dict such as
             the authors' files), an unsupported version, or malformed fields.
     """
-    obj = _torch_load(path)
+    return _project_checkpoint(path, _torch_load(path))
+
+
+def _project_checkpoint(path: str | Path, obj: Any) -> ProjectCheckpoint:
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
         hint = ""
         if isinstance(obj, Mapping) and obj and all(isinstance(v, Tensor) for v in obj.values()):
@@ -306,11 +414,7 @@ def load_checkpoint(path: str | Path) -> ProjectCheckpoint:
         raise CheckpointError(f"{path}: malformed project checkpoint: {exc!r}") from exc
     if not isinstance(backbone, str) or not isinstance(temporal_config, dict):
         raise CheckpointError(f"{path}: malformed project checkpoint (backbone or temporal_config)")
-    for name, state in (("temporal_state", temporal_state), ("backbone_state", backbone_state)):
-        if state is None and name == "backbone_state":
-            continue
-        if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-            raise CheckpointError(f"{path}: malformed project checkpoint ({name} is not a tensor dict)")
+    _check_states(path, "project", temporal_state=temporal_state, backbone_state=backbone_state)
     return ProjectCheckpoint(
         temporal_config=temporal_config,
         temporal_state=dict(temporal_state),

@@ -61,33 +61,56 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of the face pipeline (shared by predict, preprocess and the server)."""
-    g = p.add_argument_group("face pipeline")
-    g.add_argument("--num-frames", type=int, default=16, help="frames sampled over the clip (default 16)")
-    g.add_argument("--max-identities", type=int, default=2, help="identities kept, largest first (default 2)")
-    g.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale (default 0.5)")
-    g.add_argument("--embedder", choices=["dlib", "facenet"], default="dlib", help="identity embedder")
+    """Options of the face stage (shared by predict and preprocess); defaults from :mod:`mintime.config`."""
+    from mintime.config import DEFAULTS, EMBEDDERS, MASK_REGIMES
+
+    g = p.add_argument_group("face stage")
+    g.add_argument(
+        "--num-frames",
+        type=int,
+        default=DEFAULTS.num_frames,
+        help=f"frames sampled over the clip (default {DEFAULTS.num_frames})",
+    )
+    g.add_argument(
+        "--max-identities",
+        type=int,
+        default=DEFAULTS.max_identities,
+        help=f"identities kept, largest first (default {DEFAULTS.max_identities})",
+    )
+    g.add_argument(
+        "--detect-scale",
+        type=float,
+        default=DEFAULTS.detect_scale,
+        help=f"MTCNN input scale (default {DEFAULTS.detect_scale})",
+    )
+    g.add_argument(
+        "--embedder",
+        choices=EMBEDDERS,
+        default=DEFAULTS.embedder,
+        help="identity embedder (default %(default)s)",
+    )
     g.add_argument(
         "--embedder-weights", type=Path, help="FaceNet InceptionResnetV1 weights (with --embedder facenet)"
     )
     g.add_argument(
         "--mask-regime",
-        choices=["correct", "all_true"],
-        default="correct",
-        help="'all_true' reproduces the original training loader (dummy slots visible)",
+        choices=MASK_REGIMES,
+        default=DEFAULTS.mask_regime,
+        help="'all_true' reproduces the original training loader (dummy slots visible; default %(default)s)",
     )
 
 
 def pipeline_config(args: argparse.Namespace):
-    from mintime.pipeline import PipelineConfig
+    """The :class:`mintime.config.PipelineConfig` of parsed face-stage options."""
+    from mintime.config import DEFAULTS
 
-    return PipelineConfig(
+    return DEFAULTS.replace(
         num_frames=args.num_frames,
         detect_scale=args.detect_scale,
         max_identities=args.max_identities,
         embedder=args.embedder,
         embedder_weights=str(args.embedder_weights) if args.embedder_weights else None,
-        device=args.device,
+        device=getattr(args, "device", DEFAULTS.device),
         mask_regime=args.mask_regime,
     )
 
@@ -139,25 +162,26 @@ def human_summary(name: str, result: dict[str, Any]) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mintime.pipeline import OnnxEngines, Predictor, TorchEngines, load_models
+    from mintime.engines import OnnxEngines, TorchEngines
+    from mintime.networks import load_networks
+    from mintime.pipeline import Predictor
     from mintime.video import VideoDecodeError
 
     videos = expand_videos(args.videos)
     if not videos:
         print("no video files found", file=sys.stderr)
         return 2
-    models = load_models(
+    nets = load_networks(
         checkpoint=args.checkpoint,
         model_weights=args.model_weights,
         extractor_weights=args.extractor_weights,
         variant=args.variant,
-        device=args.device,
     )
     if args.onnx_dir:
         engines = OnnxEngines(args.onnx_dir / "backbone.onnx", args.onnx_dir / "temporal.onnx")
     else:
-        engines = TorchEngines(models.backbone, models.temporal, device=args.device)
-    predictor = Predictor(pipeline_config(args), engines)
+        engines = TorchEngines(nets.backbone, nets.head, device=args.device)
+    predictor = Predictor(pipeline_config(args), engines, model=nets.model)
     out_video = args.output_video
     if out_video is not None and len(videos) > 1:
         out_video.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,27 @@ __all__ = [
     "TEMPORAL",
     "EXPLAIN",
     "MODELS",
+    "NETWORKS",
     "STATUS_OK",
     "STATUS_NO_FACE",
+    "VIDEO",
+    "FRAMES",
+    "FRAME_INDICES",
+    "DECODE_INFO",
+    "FACES",
+    "MASK",
+    "IDENTITIES_MASK",
+    "SIZE_IDS",
+    "POSITIONS",
+    "SLOT_IDENTITY",
+    "FACE_JSON",
+    "SLOT_TENSORS",
+    "BACKBONE_FEATURES",
+    "TEMPORAL_LOGIT",
+    "TEMPORAL_CLS_ATTENTION",
+    "FAKE_PROBABILITY",
+    "IDENTITY_SCORES",
+    "RESULT_JSON",
 ]
 
 NUM_SLOTS = 16
@@ -93,28 +112,47 @@ class ModelSpec:
         return next(t for t in self.outputs if t.name == name)
 
 
+# --- tensor names (tutorial style: step-prefixed intermediate names) --------------------------------------------
+VIDEO = "VIDEO"  # (nbytes,) uint8, the encoded file
+FRAMES = "video_decode_frames"  # (T, H, W, 3) uint8 RGB, display orientation
+FRAME_INDICES = "video_decode_frame_indices"  # (T,) int64, index of each sampled frame in the file
+DECODE_INFO = "video_decode_info"  # (3,) float32: fps, total frame count, rotation (degrees)
+FACES = "face_slots_faces"  # (F, 3, 224, 224) float32 BGR 0..255, zeros on empty slots
+MASK = "face_slots_mask"  # (F,) bool, slots the model may attend
+IDENTITIES_MASK = "face_slots_identities_mask"  # (F, F) bool, same identity
+SIZE_IDS = "face_slots_size_ids"  # (F,) int64, face/frame area bucket
+POSITIONS = "face_slots_positions"  # (1 + F*P,) int64, token position ids
+SLOT_IDENTITY = "face_slots_identity"  # (F,) int64, kept-identity rank of each slot's face, -1 on dummy slots
+FACE_JSON = "face_slots_json"  # (1,) JSON: clip, detections, identities, slot map, status
+BACKBONE_FEATURES = "backbone_features"  # (F, C, 7, 7) float32
+TEMPORAL_LOGIT = "temporal_logit"  # (1,) float32
+TEMPORAL_CLS_ATTENTION = "temporal_cls_attention"  # (2, heads, 1 + F*P) float32, [space, time]
+FAKE_PROBABILITY = "FAKE_PROBABILITY"  # (1,) float32, NaN when no face was found
+IDENTITY_SCORES = "IDENTITY_SCORES"  # (K,) float32, one per kept identity
+RESULT_JSON = "RESULT_JSON"  # (1,) the same JSON object as `mintime predict --json`
+
 C = -1  # channel dim left dynamic in the contract; configs fix it to the deployed backbone's channels
 F, P, T, S = NUM_SLOTS, NUM_PATCHES, NUM_TOKENS, IMAGE_SIZE
 
 # --- the ensemble: one encoded video in, the verdict out ---------------------------------------------------------
 ENSEMBLE = ModelSpec(
     name="mintime",
-    inputs=(TensorSpec("VIDEO", "TYPE_UINT8", (-1,)),),
+    inputs=(TensorSpec(VIDEO, "TYPE_UINT8", (-1,)),),
     outputs=(
-        TensorSpec("FAKE_PROBABILITY", "TYPE_FP32", (1,)),  # NaN when no face was found
-        TensorSpec("IDENTITY_SCORES", "TYPE_FP32", (-1,)),  # one per kept identity, in identity order
-        TensorSpec("RESULT_JSON", "TYPE_STRING", (1,)),  # the same JSON object as `mintime predict --json`
+        TensorSpec(FAKE_PROBABILITY, "TYPE_FP32", (1,)),
+        TensorSpec(IDENTITY_SCORES, "TYPE_FP32", (-1,)),
+        TensorSpec(RESULT_JSON, "TYPE_STRING", (1,)),
     ),
 )
 
 # --- steps -------------------------------------------------------------------------------------------------------
 VIDEO_DECODE = ModelSpec(
     name="video_decode",
-    inputs=(TensorSpec("VIDEO", "TYPE_UINT8", (-1,)),),
+    inputs=(TensorSpec(VIDEO, "TYPE_UINT8", (-1,)),),
     outputs=(
-        TensorSpec("video_decode_frames", "TYPE_UINT8", (-1, -1, -1, 3)),  # (T, H, W, 3) RGB
-        TensorSpec("video_decode_frame_indices", "TYPE_INT64", (-1,)),  # (T,)
-        TensorSpec("video_decode_info", "TYPE_FP32", (3,)),  # fps, total frame count, rotation (deg)
+        TensorSpec(FRAMES, "TYPE_UINT8", (-1, -1, -1, 3)),
+        TensorSpec(FRAME_INDICES, "TYPE_INT64", (-1,)),
+        TensorSpec(DECODE_INFO, "TYPE_FP32", (3,)),
     ),
 )
 
@@ -122,44 +160,46 @@ FACE_PIPELINE = ModelSpec(
     name="face_pipeline",
     inputs=VIDEO_DECODE.outputs,
     outputs=(
-        TensorSpec("face_slots_faces", "TYPE_FP32", (F, 3, S, S)),  # BGR 0..255
-        TensorSpec("face_slots_mask", "TYPE_BOOL", (F,)),
-        TensorSpec("face_slots_identities_mask", "TYPE_BOOL", (F, F)),
-        TensorSpec("face_slots_size_ids", "TYPE_INT64", (F,)),
-        TensorSpec("face_slots_positions", "TYPE_INT64", (T,)),
-        TensorSpec("face_slots_json", "TYPE_STRING", (1,)),  # identities, boxes, slot map, status
+        TensorSpec(FACES, "TYPE_FP32", (F, 3, S, S)),
+        TensorSpec(MASK, "TYPE_BOOL", (F,)),
+        TensorSpec(IDENTITIES_MASK, "TYPE_BOOL", (F, F)),
+        TensorSpec(SIZE_IDS, "TYPE_INT64", (F,)),
+        TensorSpec(POSITIONS, "TYPE_INT64", (T,)),
+        TensorSpec(SLOT_IDENTITY, "TYPE_INT64", (F,)),
+        TensorSpec(FACE_JSON, "TYPE_STRING", (1,)),
     ),
 )
+#: The face stage's array outputs (everything but the JSON), in contract order.
+SLOT_TENSORS: tuple[TensorSpec, ...] = tuple(t for t in FACE_PIPELINE.outputs if t.name != FACE_JSON)
 
 BACKBONE = ModelSpec(
     name="backbone",
-    inputs=(TensorSpec("face_slots_faces", "TYPE_FP32", (F, 3, S, S)),),
-    outputs=(TensorSpec("backbone_features", "TYPE_FP32", (F, C, FEATURE_SIZE, FEATURE_SIZE)),),
+    inputs=(FACE_PIPELINE.output(FACES),),
+    outputs=(TensorSpec(BACKBONE_FEATURES, "TYPE_FP32", (F, C, FEATURE_SIZE, FEATURE_SIZE)),),
 )
 
 TEMPORAL = ModelSpec(
     name="temporal",
     inputs=(
-        TensorSpec("backbone_features", "TYPE_FP32", (F, C, FEATURE_SIZE, FEATURE_SIZE)),
-        TensorSpec("face_slots_mask", "TYPE_BOOL", (F,)),
-        TensorSpec("face_slots_identities_mask", "TYPE_BOOL", (F, F)),
-        TensorSpec("face_slots_size_ids", "TYPE_INT64", (F,)),
-        TensorSpec("face_slots_positions", "TYPE_INT64", (T,)),
+        BACKBONE.outputs[0],
+        *(FACE_PIPELINE.output(n) for n in (MASK, IDENTITIES_MASK, SIZE_IDS, POSITIONS)),
     ),
     outputs=(
-        TensorSpec("temporal_logit", "TYPE_FP32", (1,)),
-        TensorSpec("temporal_cls_attention", "TYPE_FP32", (2, -1, T)),  # (space|time, heads, tokens)
+        TensorSpec(TEMPORAL_LOGIT, "TYPE_FP32", (1,)),
+        TensorSpec(TEMPORAL_CLS_ATTENTION, "TYPE_FP32", (2, -1, T)),
     ),
 )
 
 EXPLAIN = ModelSpec(
     name="explain",
     inputs=(
-        TensorSpec("temporal_logit", "TYPE_FP32", (1,)),
-        TensorSpec("temporal_cls_attention", "TYPE_FP32", (2, -1, T)),
-        TensorSpec("face_slots_json", "TYPE_STRING", (1,)),
+        *TEMPORAL.outputs,
+        FACE_PIPELINE.output(SLOT_IDENTITY),
+        FACE_PIPELINE.output(FACE_JSON),
     ),
     outputs=ENSEMBLE.outputs,
 )
 
 MODELS: tuple[ModelSpec, ...] = (VIDEO_DECODE, FACE_PIPELINE, BACKBONE, TEMPORAL, EXPLAIN)
+#: The two networks by role (what ``mintime export`` and the network runners key on).
+NETWORKS: dict[str, ModelSpec] = {"backbone": BACKBONE, "temporal": TEMPORAL}

@@ -42,7 +42,7 @@ ONNX_FILENAME = "model.onnx"
 ONNX_FP16_FILENAME = "model_fp16.onnx"
 #: Values of the models' ``runtime`` parameter.
 RUNTIMES = ("auto", "onnx", "onnx_fp16", "torch")
-_SPECS = {"backbone": contract.BACKBONE, "temporal": contract.TEMPORAL}
+_SPECS = contract.NETWORKS
 
 
 class NetworkRunner:
@@ -91,11 +91,15 @@ class OnnxRunner(NetworkRunner):
 
 
 class TorchRunner(NetworkRunner):
-    """PyTorch module from a checkpoint (see :func:`mintime.pipeline.load_models`).
+    """PyTorch module from a checkpoint (see :func:`mintime.networks.load_networks`).
+
+    A frame-baseline head (:class:`~mintime.models.baseline.FrameBaseline`) runs as the ``temporal`` network:
+    it has no attention, so its ``temporal_cls_attention`` is zeros (1 head), and the explanation then
+    shares the verdict among the identities by their slots.
 
     Args:
         which: ``"backbone"`` or ``"temporal"``.
-        module: the backbone (per-face, (N, 3, 224, 224) → (N, C, 7, 7)) or the temporal model.
+        module: the backbone (per-face, (N, 3, 224, 224) → (N, C, 7, 7)), the temporal model or a baseline head.
         device: torch device string.
         description: where the weights came from (logged).
     """
@@ -115,14 +119,20 @@ class TorchRunner(NetworkRunner):
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
+        from mintime.models.baseline import FrameBaseline
+
         feeds = [torch.from_numpy(v).to(self.device) for v in self._feeds(inputs).values()]
         with torch.inference_mode():
             if self.which == "backbone":
-                return {"backbone_features": self.module(*feeds).float().cpu().numpy()}
-            logit, attn = self.module(*feeds, return_attention=True)
+                return {contract.BACKBONE_FEATURES: self.module(*feeds).float().cpu().numpy()}
+            if isinstance(self.module, FrameBaseline):
+                logit = self.module(feeds[0], feeds[1])
+                attn = torch.zeros(logit.shape[0], 2, 1, contract.NUM_TOKENS)
+            else:
+                logit, attn = self.module(*feeds, return_attention=True)
         return {
-            "temporal_logit": logit.float().cpu().numpy(),
-            "temporal_cls_attention": attn.float().cpu().numpy(),
+            contract.TEMPORAL_LOGIT: logit.float().cpu().numpy(),
+            contract.TEMPORAL_CLS_ATTENTION: attn.float().cpu().numpy(),
         }
 
 
@@ -161,12 +171,18 @@ def load_runner(
             )
         runner: NetworkRunner = OnnxRunner(which, onnx_path, device)
     else:
-        from mintime.pipeline import load_models
+        from mintime.networks import load_networks
 
-        models = load_models(checkpoint=checkpoint, device=device)
-        module = models.backbone if which == "backbone" else models.temporal
-        source = models.info.get("checkpoint") or models.info.get("source", "?")
-        runner = TorchRunner(which, module, device, description=f"torch on {device} from {source}")
+        nets = load_networks(checkpoint=checkpoint)
+        module = nets.backbone if which == "backbone" else nets.head
+        weights = nets.model["weights"][0]
+        runner = TorchRunner(
+            which,
+            module,
+            device,
+            description=f"torch on {device}: {nets.model['name']} from {weights['file']} "
+            f"(sha256 {weights['sha256'][:12]})",
+        )
     logger.info("%s: %s", which, runner.description)
     return runner
 
@@ -184,29 +200,17 @@ class Engines:
         self.backbone = backbone
         self.temporal = temporal
 
-    def features(self, faces: np.ndarray) -> np.ndarray:
-        """(B, F, 3, 224, 224) float32 BGR 0..255 → (B, F, C, 7, 7) float32."""
-        return self.backbone({"face_slots_faces": faces})["backbone_features"]
+    def __call__(self, slots: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Both networks on batched face-stage outputs.
 
-    def temporal_forward(
-        self,
-        features: np.ndarray,
-        mask: np.ndarray,
-        identities_mask: np.ndarray,
-        size_ids: np.ndarray,
-        positions: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Batched slot inputs → (logits (B, 1) float32, cls_attention (B, 2, heads, 785) float32)."""
-        out = self.temporal(
-            {
-                "backbone_features": features,
-                "face_slots_mask": mask,
-                "face_slots_identities_mask": identities_mask,
-                "face_slots_size_ids": size_ids,
-                "face_slots_positions": positions,
-            }
-        )
-        return out["temporal_logit"], out["temporal_cls_attention"]
+        Args:
+            slots: the ``contract.FACE_PIPELINE`` tensors by name, batch first (extra names are ignored).
+
+        Returns:
+            ``temporal_logit`` (B, 1) float32 and ``temporal_cls_attention`` (B, 2, heads, 785) float32.
+        """
+        features = self.backbone(slots)[contract.BACKBONE_FEATURES]
+        return self.temporal({**slots, contract.BACKBONE_FEATURES: features})
 
 
 def TorchEngines(backbone: Any, temporal: Any, device: str = "cpu") -> Engines:  # noqa: N802 - a factory

@@ -12,7 +12,7 @@ def _collect() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("mintime.checkpoints", "CheckpointError"),
         ("mintime.video", "VideoDecodeError"),
-        ("mintime.pipeline", "WeightsNotFoundError"),
+        ("mintime.networks", "WeightsNotFoundError"),
     ):
         try:
             found.append(getattr(importlib.import_module(module), name))

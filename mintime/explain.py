@@ -30,7 +30,10 @@ attribution of the video-level probability, not a calibrated per-identity probab
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +43,12 @@ __all__ = [
     "slot_scores",
     "identity_scores",
     "identity_fake_scores",
-    "explain",
+    "Explanation",
+    "LABEL_NO_FACE",
+    "RESULT_FORMAT",
+    "sigmoid",
+    "explain_video",
+    "render_result",
     "original_frames_per_identity",
     "original_aggregate_attentions",
 ]
@@ -51,6 +59,8 @@ logger = logging.getLogger(__name__)
 NORMALISATIONS = ("sum", "softmax")
 #: The original's softmax scale factor.
 ORIGINAL_SCALE = 50000.0
+#: The ``format`` field of a result object.
+RESULT_FORMAT = "mintime.result.v1"
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -179,47 +189,132 @@ def identity_fake_scores(probability: float, identity_attention: np.ndarray) -> 
     return p * a / top
 
 
-def explain(
+@dataclass(frozen=True)
+class Explanation:
+    """The verdict on one video and how it is shared among its identities.
+
+    Attributes:
+        logit: the model's logit (NaN when no face was found).
+        probability: sigmoid(logit), P(fake) of the video (NaN when no face).
+        label: ``"fake"`` (p > 0.5), ``"pristine"`` or ``"no_face"``.
+        identity_attention: (K,) float64, share of the attention paid to each kept identity (sums to 1).
+        identity_scores: (K,) float64, :func:`identity_fake_scores` (an attribution of p, not a probability).
+        slot_attention: (F,) float64, combined per-slot share (0 on dummy slots).
+        slot_identity: (F,) int64, kept-identity rank of each slot (-1 on dummy slots).
+    """
+
+    logit: float
+    probability: float
+    label: str
+    identity_attention: np.ndarray
+    identity_scores: np.ndarray
+    slot_attention: np.ndarray
+    slot_identity: np.ndarray
+
+    def rank_of(self, slots: Sequence[int]) -> int:
+        """The kept-identity rank of the identity that fills ``slots``."""
+        return int(self.slot_identity[list(slots)].max())
+
+    @property
+    def found_face(self) -> bool:
+        return self.label != LABEL_NO_FACE
+
+
+LABEL_NO_FACE = "no_face"
+
+
+def sigmoid(x: float) -> float:
+    """Numerically stable logistic function of one float."""
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def explain_video(
+    logit: float,
     cls_attention: np.ndarray,
-    *,
     slot_identity: np.ndarray,
-    num_identities: int,
-    probability: float,
-    mask: np.ndarray | None = None,
-    num_slots: int = 16,
+    *,
     num_patches: int = 49,
     normalisation: str = "sum",
     scale: float = ORIGINAL_SCALE,
-) -> dict[str, object]:
-    """Everything ``mintime predict`` and the Triton ``explain`` model report, as JSON-ready lists.
+) -> Explanation:
+    """The one explanation of a video: probability, label, per-identity and per-slot scores.
+
+    Called by ``mintime predict`` (:mod:`mintime.pipeline`), the Triton ``explain`` model and
+    ``mintime evaluate``.
 
     Args:
-        cls_attention: (2, heads, 1 + F*P) float, see :func:`slot_scores`.
-        slot_identity: (F,) int, identity index of each slot.
-        num_identities: n, number of kept identities.
-        probability: the video's P(fake) (NaN allowed).
-        mask: (F,) bool, False on dummy slots; None = all slots.
-        num_slots, num_patches, normalisation, scale: see :func:`slot_scores`.
-
-    Returns:
-        ``{"slot_scores": {"space": [F], "time": [F], "combined": [F]}, "identity_attention": [n],
-        "identity_scores": [n], "normalisation": str}`` (floats).
+        logit: the temporal model's logit.
+        cls_attention: (2, heads, 1 + F*P) float (or with a leading batch of 1), see :func:`slot_scores`.
+        slot_identity: (F,) int, kept-identity rank of each slot's face, -1 on dummy slots
+            (``contract.SLOT_TENSORS``' ``face_slots_identity``); all -1 means no face was found.
+        num_patches, normalisation, scale: see :func:`slot_scores`.
     """
+    owner = np.asarray(slot_identity, dtype=np.int64).reshape(-1)
+    valid = owner >= 0
+    if not valid.any():
+        empty = np.zeros(0, np.float64)
+        nan = float("nan")
+        return Explanation(nan, nan, LABEL_NO_FACE, empty, empty, np.zeros(owner.shape, np.float64), owner)
+    p = sigmoid(float(logit))
     slots = slot_scores(
         cls_attention,
-        num_slots=num_slots,
+        num_slots=owner.shape[0],
         num_patches=num_patches,
-        mask=mask,
+        mask=valid,
         normalisation=normalisation,
         scale=scale,
     )
-    attention = identity_scores(slots["combined"], slot_identity, num_identities)
-    return {
-        "slot_scores": {k: slots[k].tolist() for k in ("space", "time", "combined")},
-        "identity_attention": attention.tolist(),
-        "identity_scores": identity_fake_scores(probability, attention).tolist(),
-        "normalisation": normalisation,
-    }
+    attention = identity_scores(slots["combined"], np.where(valid, owner, 0), int(owner.max()) + 1)
+    return Explanation(
+        logit=float(logit),
+        probability=p,
+        label="fake" if p > 0.5 else "pristine",
+        identity_attention=attention,
+        identity_scores=identity_fake_scores(p, attention),
+        slot_attention=slots["combined"],
+        slot_identity=owner,
+    )
+
+
+def render_result(
+    face_json: dict[str, Any], explanation: Explanation, model: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The result JSON of ``mintime predict --json`` and of the server's ``RESULT_JSON``.
+
+    Args:
+        face_json: :meth:`mintime.faces.stage.FaceStageResult.to_json`.
+        explanation: :func:`explain_video` of the same video.
+        model: the ``model`` block (:attr:`mintime.networks.Networks.model`), None when unknown.
+
+    Returns:
+        ``format``, the face-stage fields, ``fake_probability`` (None when no face), ``logit``, ``label``,
+        ``identities`` (each with ``attention`` and ``fake_score``; None when not kept) and ``slot_attention``.
+    """
+    result: dict[str, Any] = {"format": RESULT_FORMAT, **face_json}
+    if model is not None:
+        result["model"] = model
+    if not explanation.found_face:
+        result.update(fake_probability=None, label=LABEL_NO_FACE, logit=None)
+        return result
+    identities = []
+    for ident in face_json["identities"]:
+        ident = dict(ident)
+        if ident["kept"]:
+            rank = explanation.rank_of(ident["slots"])
+            ident["attention"] = round(float(explanation.identity_attention[rank]), 6)
+            ident["fake_score"] = round(float(explanation.identity_scores[rank]), 6)
+        else:
+            ident["attention"] = None
+            ident["fake_score"] = None
+        identities.append(ident)
+    result.update(
+        fake_probability=round(explanation.probability, 6),
+        logit=round(explanation.logit, 6),
+        label=explanation.label,
+        identities=identities,
+        slot_attention=[round(float(v), 6) for v in explanation.slot_attention],
+    )
+    return result
 
 
 # --- the original, bugs included (for tests and comparisons) ------------------------------------------------------

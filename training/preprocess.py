@@ -1,6 +1,6 @@
 """``mintime preprocess``: videos → face crops in identity folders (the layout of :mod:`training.layout`).
 
-The stages are the ones ``mintime predict`` runs (:class:`mintime.pipeline.FaceAnalyzer`: decode ``num_frames``
+The stages are the ones ``mintime predict`` runs (:class:`mintime.faces.stage.FaceStage`: decode ``num_frames``
 sampled frames → batched MTCNN → square 1/3-margin crops from each face's own frame → identity clustering), so
 training sees exactly the crops inference sees. The original ran three scripts (detect on every frame,
 crop one frame per second with boxes of another frame, cluster with FaceNet, §5); this is one pass.
@@ -153,7 +153,8 @@ def write_video_faces(
         frame_indices: (T,) frame index of each sampled frame.
         video_info: ``fps``, ``width``, ``height``, ``total_frames``, ``sampled_frames``.
         identities: per identity in size order, its faces as dicts with ``frame`` (index in the file),
-            ``face`` (index among the frame's detections) and ``box`` [x1, y1, x2, y2] full-resolution pixels.
+            ``face`` (index among the frame's detections), ``box`` [x1, y1, x2, y2] full-resolution pixels and
+            optionally ``crop`` (the face stage's crop, else cut here from ``frames``).
         detections: frame index → [[x1, y1, x2, y2, score], ...] of every detected face.
         status: ``ok`` or ``no_face``.
         extra: more top-level ``boxes.json`` fields (e.g. synthetic labels).
@@ -183,7 +184,7 @@ def write_video_faces(
             for face in faces:
                 frame, k = int(face["frame"]), int(face["face"])
                 box = np.asarray(face["box"], np.float32)
-                crop = crop_face(frames[pos[frame]], box)
+                crop = face["crop"] if face.get("crop") is not None else crop_face(frames[pos[frame]], box)
                 name = face_file_name(frame, k)
                 if not cv2.imwrite(str(folder / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
                     raise OSError(f"cannot write {folder / name}")
@@ -222,38 +223,15 @@ def write_video_faces(
 _ANALYZER = None
 
 
-def _recording_analyzer(cfg: Any):
-    """A FaceAnalyzer whose detector keeps the last raw detections (for ``boxes.json`` and face indices)."""
-    from mintime.pipeline import FaceAnalyzer
-
-    class _Recorder:
-        def __init__(self, det: Any) -> None:
-            self.det = det
-            self.last: list[Any] = []
-
-        def detect(self, frames: Any, **kw: Any) -> list[Any]:
-            self.last = self.det.detect(frames, **kw)
-            return self.last
-
-    class RecordingAnalyzer(FaceAnalyzer):
-        _recorder: _Recorder | None = None
-
-        @property
-        def detector(self) -> _Recorder:
-            if self._recorder is None:
-                self._recorder = _Recorder(FaceAnalyzer.detector.fget(self))
-            return self._recorder
-
-    return RecordingAnalyzer(cfg)
-
-
 def _init_worker(cfg: Any, threads: int) -> None:
     global _ANALYZER
     import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
-    _ANALYZER = _recording_analyzer(cfg)
+    from mintime.faces.stage import FaceStage
+
+    _ANALYZER = FaceStage(cfg)
 
 
 def process_video(video: str | Path, rel: str, out_root: str | Path, analyzer: Any = None) -> dict[str, Any]:
@@ -262,40 +240,28 @@ def process_video(video: str | Path, rel: str, out_root: str | Path, analyzer: A
     Returns:
         ``{"rel", "status", "faces", "identities"}``.
     """
-    from mintime import contract
     from mintime.video import decode_sampled
 
     analyzer = analyzer if analyzer is not None else _ANALYZER
     if analyzer is None:
         raise RuntimeError(
-            "process_video needs an analyzer (or call it in a worker initialised by preprocess)"
+            "process_video needs a face stage (or call it in a worker initialised by preprocess)"
         )
-    cfg = analyzer.cfg
-    clip = decode_sampled(video, cfg.num_frames)
-    analysis = analyzer.analyze(clip)
-    dets = getattr(analyzer.detector, "last", None) or []
+    clip = decode_sampled(video, analyzer.cfg.num_frames)
+    faces = analyzer(clip)
     indices = [int(i) for i in clip.indices]
-    detections: dict[int, list[list[float]]] = {}
-    for t, det in enumerate(dets):
-        if len(det.boxes):
-            detections[indices[t]] = [
-                [round(float(v), 2) for v in b] + [round(float(s), 4)]
-                for b, s in zip(det.boxes, det.scores, strict=True)
-            ]
-    identities: list[list[dict[str, Any]]] = []
-    if analysis.status == contract.STATUS_OK:
-        for ident in analysis.info["identities"]:
-            faces = []
-            for face in ident["faces"]:
-                frame = int(face["frame"])
-                box = np.asarray(face["box"], np.float32)
-                k = 0
-                if dets:
-                    boxes = np.asarray(dets[indices.index(frame)].boxes, np.float32).reshape(-1, 4)
-                    if len(boxes):
-                        k = int(np.argmin(np.abs(boxes - box[None]).sum(axis=1)))
-                faces.append({"frame": frame, "face": k, "box": box.tolist()})
-            identities.append(faces)
+    detections: dict[int, list[list[float]]] = {
+        indices[t]: [
+            [round(float(v), 2) for v in b] + [round(float(s), 4)]
+            for b, s in zip(det.boxes, det.scores, strict=True)
+        ]
+        for t, det in enumerate(faces.detections)
+        if len(det.boxes)
+    }
+    identities = [
+        [{"frame": f.frame, "face": f.index, "box": f.box.tolist(), "crop": f.crop} for f in ident.faces]
+        for ident in faces.identities
+    ]
     video_info = {
         "fps": float(clip.fps),
         "width": int(clip.width),
@@ -314,7 +280,7 @@ def process_video(video: str | Path, rel: str, out_root: str | Path, analyzer: A
         identities=identities,
         detections=detections,
         status=status,
-        extra={"reason": analysis.info.get("reason")} if status != "ok" else None,
+        extra={"reason": faces.reason} if status != "ok" else None,
     )
     return {"rel": rel, "status": status, "faces": written, "identities": len(identities)}
 
@@ -341,7 +307,7 @@ def preprocess(
     Args:
         inputs: video files and/or folders (searched recursively).
         out_root: layout root (created).
-        cfg: :class:`mintime.pipeline.PipelineConfig` (default settings when None). ``max_identities`` only limits
+        cfg: :class:`mintime.config.PipelineConfig` (default settings when None). ``max_identities`` only limits
             the slots of ``mintime predict``: every identity found is written here.
         workers: parallel processes (1 = in this process).
         progress: show a progress bar.
@@ -351,7 +317,7 @@ def preprocess(
     """
     from tqdm import tqdm
 
-    from mintime.pipeline import PipelineConfig
+    from mintime.config import PipelineConfig
 
     t0 = time.perf_counter()
     cfg = cfg or PipelineConfig()
@@ -385,7 +351,9 @@ def preprocess(
 
     if todo and workers <= 1:
         global _ANALYZER
-        _ANALYZER = _recording_analyzer(cfg)
+        from mintime.faces.stage import FaceStage
+
+        _ANALYZER = FaceStage(cfg)
         for item in todo:
             account(_run_one(item))
     elif todo:

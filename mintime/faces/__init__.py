@@ -7,6 +7,7 @@ Submodules (imported explicitly; this package imports nothing heavy):
   224, and the BGR backbone input.
 * :mod:`mintime.faces.embedder`: face embedders used to group faces into identities.
 * :mod:`mintime.faces.identities`: identity clustering.
+* :mod:`mintime.faces.stage`: the face stage as one typed result (detect → identities → slots → tensors).
 """
 
 __all__: list[str] = []

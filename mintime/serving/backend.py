@@ -11,7 +11,6 @@ Weights of the ``backbone`` and ``temporal`` models (:func:`resolve_checkpoint`)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -27,7 +26,6 @@ __all__ = [
     "model_parameters",
     "instance_device",
     "resolve_checkpoint",
-    "pipeline_config_from_parameters",
     "clip_to_arrays",
     "clip_from_arrays",
     "json_to_tensor",
@@ -99,47 +97,6 @@ def resolve_checkpoint(value: str, model_dir: str | os.PathLike) -> str | None:
     return str(path)
 
 
-def _convert(text: str, default: Any, name: str) -> Any:
-    """Parse a string parameter into the type of the field's default value."""
-    if isinstance(default, bool):
-        if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ValueError(f"parameter {name!r}: expected a boolean, got {text!r}")
-        return text.lower() in ("1", "true", "yes")
-    if isinstance(default, int):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    if isinstance(default, tuple):
-        parts = [p for p in text.replace(",", " ").split() if p]
-        kind = type(default[0]) if default else float
-        if default and len(parts) != len(default):
-            raise ValueError(f"parameter {name!r}: expected {len(default)} values, got {text!r}")
-        return tuple(kind(p) for p in parts)
-    if default is None:
-        return text or None
-    return text
-
-
-def pipeline_config_from_parameters(params: dict[str, str], *, device: str) -> Any:
-    """A :class:`mintime.pipeline.PipelineConfig` from model parameters named like its fields.
-
-    Parameters that are not fields (``checkpoint``, ``runtime``, ...) are ignored; the device is the
-    instance's (see :func:`instance_device`).
-
-    Raises:
-        ValueError: a parameter value that does not parse as the field's type.
-    """
-    from mintime.pipeline import PipelineConfig
-
-    base = PipelineConfig()
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(PipelineConfig):
-        if f.name in params and f.name != "device":
-            changes[f.name] = _convert(params[f.name], getattr(base, f.name), f.name)
-    changes["device"] = device
-    return dataclasses.replace(base, **changes)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # video_decode <-> face_pipeline
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,9 +115,9 @@ def clip_to_arrays(clip: Any) -> dict[str, np.ndarray]:
         raise ValueError(f"decoder returned frames of shape {frames.shape}, expected (T>0, H, W, 3)")
     info = np.array([clip.fps, clip.total_frames, getattr(clip, "rotation", 0)], dtype=np.float32)
     return {
-        "video_decode_frames": frames,
-        "video_decode_frame_indices": np.asarray(clip.indices, dtype=np.int64),
-        "video_decode_info": info,
+        contract.FRAMES: frames,
+        contract.FRAME_INDICES: np.asarray(clip.indices, dtype=np.int64),
+        contract.DECODE_INFO: info,
     }
 
 
@@ -212,35 +169,43 @@ def json_to_tensor(obj: Any) -> np.ndarray:
 def tensor_to_json(arr: np.ndarray) -> Any:
     """Inverse of :func:`json_to_tensor`: the first element of a STRING tensor parsed as JSON."""
     value = np.asarray(arr, dtype=object).reshape(-1)[0]
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    return json.loads(value)
+    try:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        return json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a UTF-8 JSON string: {exc}") from exc
 
 
 def explain_outputs(
-    analysis_json: dict[str, Any], logit: np.ndarray, cls_attention: np.ndarray
+    face_json: dict[str, Any],
+    logit: np.ndarray,
+    cls_attention: np.ndarray,
+    slot_identity: np.ndarray,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """The ``explain`` step: network outputs of one video → the ensemble outputs (with batch dim 1).
 
     Args:
-        analysis_json: the ``face_slots_json`` object (:meth:`FaceAnalysis.to_json`).
+        face_json: the ``face_slots_json`` object (:meth:`mintime.faces.stage.FaceStageResult.to_json`).
         logit: (1,) or (1, 1) float32 temporal logit.
         cls_attention: (2, heads, 785) or (1, 2, heads, 785) float32.
+        slot_identity: (F,) or (1, F) int64 ``face_slots_identity`` (all -1 when no face).
+        model: the ``model`` block of the result.
 
     Returns:
         ``FAKE_PROBABILITY`` (1, 1) float32 (NaN when no face), ``IDENTITY_SCORES`` (1, K) float32 (kept
         identities in identity order; K = 0 when no face), ``RESULT_JSON`` (1, 1) object (UTF-8 JSON bytes).
     """
-    from mintime.pipeline import finalize
+    from mintime.explain import explain_video, render_result
 
-    status = analysis_json.get("status", contract.STATUS_OK)
-    if status == contract.STATUS_OK:
-        attn = np.asarray(cls_attention, dtype=np.float32)
-        if attn.ndim == 4:
-            attn = attn[0]
-        result = finalize(analysis_json, float(np.asarray(logit).reshape(-1)[0]), attn)
-    else:
-        result = finalize(analysis_json, None, None)
+    attention = np.asarray(cls_attention, dtype=np.float32)
+    explanation = explain_video(
+        float(np.asarray(logit).reshape(-1)[0]),
+        attention[0] if attention.ndim == 4 else attention,
+        np.asarray(slot_identity).reshape(-1),
+    )
+    result = render_result(face_json, explanation, model)
     prob = result.get("fake_probability")
     scores = [
         float(ident["fake_score"])
@@ -248,9 +213,9 @@ def explain_outputs(
         if ident.get("fake_score") is not None
     ]
     return {
-        "FAKE_PROBABILITY": np.array([[math.nan if prob is None else prob]], dtype=np.float32),
-        "IDENTITY_SCORES": np.array([scores], dtype=np.float32).reshape(1, len(scores)),
-        "RESULT_JSON": json_to_tensor(result),
+        contract.FAKE_PROBABILITY: np.array([[math.nan if prob is None else prob]], dtype=np.float32),
+        contract.IDENTITY_SCORES: np.array([scores], dtype=np.float32).reshape(1, len(scores)),
+        contract.RESULT_JSON: json_to_tensor(result),
     }
 
 

@@ -1,25 +1,49 @@
-"""Shared pieces of the Python-backend ``model.py`` files (importable only inside Triton's Python stub).
+"""The Python-backend models of the repository (importable only inside Triton's Python stub, or with a fake
+``triton_python_backend_utils`` in tests).
 
-``triton_python_backend_utils`` is looked up on every call rather than bound at import, so that tests can
-install a fake module per test (``tests/model_repository/fake_pb_utils.py``).
+Each ``model_repository/<model>/1/model.py`` is a subclass of one class here. Every model reads its input and
+output names from :mod:`mintime.contract` and answers through :func:`respond_each`: exactly one response per
+request, the error of a request in its own response (``INVALID_ARG`` for bad input, ``INTERNAL`` otherwise), so
+one bad request never fails the others. ``triton_python_backend_utils`` is looked up on every call rather than
+bound at import, so that tests can install a fake module per test (``tests/model_repository/fake_pb_utils.py``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mintime import contract
 from mintime.serving.backend import (
     instance_device,
+    json_to_tensor,
     model_parameters,
     resolve_checkpoint,
     split_outputs,
     stack_inputs,
+    tensor_to_json,
 )
 
-__all__ = ["triton_error", "NetworkModel"]
+__all__ = [
+    "triton_error",
+    "BadRequest",
+    "respond_each",
+    "request_inputs",
+    "NetworkModel",
+    "FaceStageModel",
+    "ExplainModel",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class BadRequest(ValueError):
+    """The request itself is wrong (shape, content): answered ``INVALID_ARG``."""
 
 
 def _pb() -> Any:
@@ -35,52 +59,165 @@ def triton_error(message: str, code: str = "INTERNAL") -> Any:
     return pb_utils.TritonError(message) if codes is None else pb_utils.TritonError(message, codes)
 
 
+def _invalid_input_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "this request's input is bad" (answered INVALID_ARG)."""
+    errors: list[type[BaseException]] = [ValueError]
+    try:
+        from mintime.video import VideoDecodeError
+
+        errors.append(VideoDecodeError)
+    except ImportError:  # pragma: no cover - av missing
+        pass
+    return tuple(errors)
+
+
+def respond_each(
+    requests: list[Any], handle: Callable[[Any], dict[str, np.ndarray]], model: str
+) -> list[Any]:
+    """One response per request: ``handle(request) -> {output name: array}``, errors in the response.
+
+    Args:
+        requests: the ``execute`` requests.
+        handle: computes one request's outputs (arrays with the batch dimension).
+        model: the model name, prefixed to error messages.
+    """
+    pb_utils = _pb()
+    invalid = _invalid_input_errors()
+    responses = []
+    for request in requests:
+        try:
+            outputs = handle(request)
+            tensors = [pb_utils.Tensor(name, array) for name, array in outputs.items()]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        except invalid as exc:
+            responses.append(pb_utils.InferenceResponse(error=triton_error(f"{model}: {exc}", "INVALID_ARG")))
+        except Exception as exc:  # one bad request must not fail the others
+            logger.exception("%s: request failed", model)
+            message = f"{model}: {type(exc).__name__}: {exc}"
+            responses.append(pb_utils.InferenceResponse(error=triton_error(message)))
+    return responses
+
+
+def request_inputs(request: Any, spec: contract.ModelSpec) -> dict[str, np.ndarray]:
+    """The inputs of ``spec`` of one request as numpy arrays (batch dimension included)."""
+    pb_utils = _pb()
+    out = {}
+    for t in spec.inputs:
+        tensor = pb_utils.get_input_tensor_by_name(request, t.name)
+        if tensor is None:
+            raise BadRequest(f"missing input {t.name!r}")
+        out[t.name] = tensor.as_numpy()
+    return out
+
+
+def _one_video(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Drop the batch dimension of a request that must carry exactly one video."""
+    for name, a in arrays.items():
+        if a.ndim == 0 or a.shape[0] != 1:
+            raise BadRequest(f"{name}: one video per request (batch 1), got shape {a.shape}")
+    return {name: a[0] for name, a in arrays.items()}
+
+
+def _device(args: dict[str, Any], params: dict[str, str]) -> str:
+    return instance_device(
+        args["model_instance_kind"], args["model_instance_device_id"], params.get("device", "")
+    )
+
+
 class NetworkModel:
     """``TritonPythonModel`` for one of the two networks (``backbone`` or ``temporal``).
 
     Runs ``<version>/model.onnx`` with ONNX Runtime when ``mintime export`` wrote one, else PyTorch with the
     checkpoint's weights (:func:`mintime.engines.load_runner`). Dynamic batching hands several requests to one
-    ``execute``: they run as one batch and the outputs are split back per request. Subclasses set ``NETWORK``.
+    ``execute``: they run as one batch and the outputs are split back per request; if the batch fails, each
+    request runs alone, so a bad request fails alone. Subclasses set ``NETWORK``.
     """
 
     NETWORK: str = ""
 
     @property
-    def inputs(self) -> tuple[str, ...]:
-        """The network's input tensor names, from :mod:`mintime.contract`."""
-        spec = {"backbone": contract.BACKBONE, "temporal": contract.TEMPORAL}[self.NETWORK]
-        return tuple(t.name for t in spec.inputs)
+    def spec(self) -> contract.ModelSpec:
+        return contract.NETWORKS[self.NETWORK]
 
     def initialize(self, args: dict[str, Any]) -> None:
         from mintime.engines import load_runner
 
         params = model_parameters(json.loads(args["model_config"]))
         model_dir = Path(args["model_repository"])
-        device = instance_device(
-            args["model_instance_kind"], args["model_instance_device_id"], params.get("device", "")
-        )
         self.runner = load_runner(
             self.NETWORK,
             version_dir=model_dir / str(args["model_version"]),
             runtime=params.get("runtime", "auto") or "auto",
             checkpoint=resolve_checkpoint(params.get("checkpoint", ""), model_dir),
-            device=device,
+            device=_device(args, params),
         )
         _pb().Logger.log_info(f"{self.NETWORK}: {self.runner.description}")
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb_utils = _pb()
-        per_request = [
-            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs}
-            for r in requests
-        ]
         try:
-            batch, sizes = stack_inputs(per_request)
+            batch, sizes = stack_inputs([request_inputs(r, self.spec) for r in requests])
             outputs = split_outputs(self.runner(batch), sizes)
-        except Exception as exc:  # the whole batch failed: every request gets the error
-            message = f"{self.NETWORK}: {type(exc).__name__}: {exc}"
-            return [pb_utils.InferenceResponse(error=triton_error(message)) for _ in requests]
+        except Exception:  # every request alone: the bad one fails, the others are answered
+            return respond_each(requests, lambda r: self.runner(request_inputs(r, self.spec)), self.NETWORK)
         return [
             pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in out.items()])
             for out in outputs
         ]
+
+
+class FaceStageModel:
+    """``face_pipeline``: sampled frames → the face-stage outputs (:class:`mintime.faces.stage.FaceStage`).
+
+    A video without a usable face is not an error: the slots are empty, ``face_slots_identity`` is all -1 and
+    ``face_slots_json`` says status ``no_face``. Any :class:`mintime.config.PipelineConfig` field can be set as a
+    model parameter of the same name.
+    """
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        from mintime.config import from_parameters
+        from mintime.faces.stage import FaceStage
+
+        params = model_parameters(json.loads(args["model_config"]))
+        self.cfg = from_parameters(params, device=_device(args, params))
+        self.stage = FaceStage(self.cfg)
+        _ = self.stage.detector, self.stage.embedder  # load the networks now, not on the first request
+        _pb().Logger.log_info(f"face_pipeline: {self.cfg}")
+
+    def run(self, request: Any) -> dict[str, np.ndarray]:
+        from mintime.serving.backend import clip_from_arrays
+
+        arrays = _one_video(request_inputs(request, contract.FACE_PIPELINE))
+        clip = clip_from_arrays(*(arrays[t.name] for t in contract.VIDEO_DECODE.outputs))
+        faces = self.stage(clip)
+        outputs = {name: a[None] for name, a in faces.tensors.as_inputs().items()}
+        outputs[contract.FACE_JSON] = json_to_tensor(faces.to_json())
+        return outputs
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return respond_each(requests, self.run, "face_pipeline")
+
+
+class ExplainModel:
+    """``explain``: logit + CLS attention + slot identities + ``face_slots_json`` → the verdict.
+
+    ``RESULT_JSON`` is the same object as ``mintime predict --json`` (without the ``video`` key: the server never
+    sees the file name); ``FAKE_PROBABILITY`` is NaN when no face was found.
+    """
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        import mintime.explain  # noqa: F401  (import once here, not on the first request)
+
+    def run(self, request: Any) -> dict[str, np.ndarray]:
+        from mintime.serving.backend import explain_outputs
+
+        arrays = request_inputs(request, contract.EXPLAIN)
+        return explain_outputs(
+            tensor_to_json(arrays[contract.FACE_JSON]),
+            arrays[contract.TEMPORAL_LOGIT],
+            arrays[contract.TEMPORAL_CLS_ATTENTION],
+            arrays[contract.SLOT_IDENTITY],
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return respond_each(requests, self.run, "explain")

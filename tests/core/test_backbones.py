@@ -13,7 +13,8 @@ from mintime.models.backbones.efficientnet import EfficientNetB0, drop_connect
 from mintime.models.backbones.lite0 import EfficientNetLite0, pretrained_weights_path
 from mintime.models.backbones.xception import Xception
 from mintime.models.baseline import FrameBaseline
-from mintime.testing import rebuild_from_manifest
+from mintime.networks import build_backbone
+from tests.helpers.synthetic import rebuild_from_manifest
 
 # Parity inputs and outputs are taken in eval mode; fp32 on CPU reproduces the features to ~1e-7.
 PARITY_RTOL = 1e-5
@@ -70,12 +71,11 @@ def test_state_dict_layout_matches_original(
 
 
 def test_xception_parity_through_loader(parity_dir: Path, tmp_path: Path) -> None:
-    from mintime.models.backbones.xception import load_original
-
+    """The authors' Xception extractor through the loader ``mintime predict`` uses (mintime.networks)."""
     state = rebuild_from_manifest(parity_dir / "xception_keys.json")
     path = tmp_path / "MINTIME_XC_Extractor_checkpoint30"
     torch.save({f"module.{k}": v for k, v in state.items()}, path)  # as saved from DataParallel
-    model = load_original(path)
+    model = build_backbone("xception", weights=path)
     assert not model.training
     fx = torch.load(parity_dir / "xception.pt", weights_only=True)
     with torch.no_grad():
@@ -86,12 +86,10 @@ def test_xception_parity_through_loader(parity_dir: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("prefix", ["module.", "efficient_net.", "module.efficient_net."])
 def test_efficientnet_b0_parity_through_loader(b0_parity: Parity, tmp_path: Path, prefix: str) -> None:
-    from mintime.models.backbones.efficientnet import load_original
-
     state, fx = b0_parity
     path = tmp_path / "extractor.pth"
     torch.save({f"{prefix}{k}": v for k, v in state.items()}, path)
-    model = load_original(path)
+    model = build_backbone("efficientnet_b0", weights=path)
     with torch.no_grad():
         out = model(fx["input_bgr_0_255"].float())
     assert out.shape == (2, 1280, 7, 7)
@@ -100,27 +98,26 @@ def test_efficientnet_b0_parity_through_loader(b0_parity: Parity, tmp_path: Path
 
 def test_loader_rejects_wrong_file(parity_dir: Path, tmp_path: Path) -> None:
     from mintime.checkpoints import CheckpointError
-    from mintime.models.backbones.efficientnet import load_original
 
     path = tmp_path / "xception_file.pth"
     torch.save(rebuild_from_manifest(parity_dir / "xception_keys.json"), path)
     with pytest.raises(CheckpointError, match="missing keys"):
-        load_original(path)
+        build_backbone("efficientnet_b0", weights=path)
 
 
-def test_create_backbone_with_weights(b0_parity: Parity, tmp_path: Path) -> None:
+def test_build_backbone_with_weights(b0_parity: Parity, tmp_path: Path) -> None:
     state, fx = b0_parity
     path = tmp_path / "b0.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, path)
-    model = create_backbone("efficientnet_b0", weights=path)
+    model = build_backbone("efficientnet_b0", weights=path)
     assert torch.equal(model._conv_stem.weight, state["_conv_stem.weight"])
     assert torch.equal(model._bn1.running_var, state["_bn1.running_var"])
 
 
 # --- registry ----------------------------------------------------------------------------------------------------
 def test_registry() -> None:
-    assert BACKBONES == ("xception", "efficientnet_b0", "efficientnet_lite0")
-    channels = {"xception": 2048, "efficientnet_b0": 1280, "efficientnet_lite0": 1280}
+    assert BACKBONES == ("xception", "efficientnet_b0", "efficientnet_lite0", "tiny_test")
+    channels = {"xception": 2048, "efficientnet_b0": 1280, "efficientnet_lite0": 1280, "tiny_test": 64}
     for name in BACKBONES:
         model = create_backbone(name)
         assert model.name == name

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from mintime.explain import (
-    explain,
+    explain_video,
     identity_fake_scores,
     identity_scores,
     original_aggregate_attentions,
     original_frames_per_identity,
+    render_result,
     slot_scores,
 )
 from mintime.slots import FaceRecord, build_slots
@@ -209,15 +210,41 @@ def test_identity_fake_scores() -> None:
 
 
 def test_explain_with_a_slot_plan() -> None:
+    from mintime.faces.stage import SlotTensors
+
     a = [FaceRecord(i * 30, 400, 400) for i in range(5)]
     b = [FaceRecord(i * 30, 200, 200) for i in range(5)]
     plan = build_slots([a, b], frame_size=(1280, 720))
     assert plan.slots_per_identity == [5, 11] and plan.num_dummies == 6
+    owner = SlotTensors.from_plan(plan, np.zeros((F, 3, 224, 224), np.float32)).slot_identity
+    assert owner.tolist() == [0] * 5 + [1] * 5 + [-1] * 6
     # the model looked at identity 1's faces (slots 5..9) three times more than at identity 0's
     weights = {s: 0.1 for s in range(5)} | {s: 0.3 for s in range(5, 10)} | {s: 1.0 for s in range(10, 16)}
     att = _att(_row_on_slots(weights))
-    out = explain(att, slot_identity=plan.slot_identity, num_identities=2, probability=0.8, mask=plan.mask)
-    assert out["slot_scores"]["combined"][10:] == [0.0] * 6  # dummies hidden
-    assert out["identity_attention"] == pytest.approx([0.25, 0.75])
-    assert out["identity_scores"] == pytest.approx([0.8 / 3, 0.8])
-    assert out["normalisation"] == "sum"
+    logit = math.log(0.8 / 0.2)
+    out = explain_video(logit, att, owner)
+    assert out.slot_attention[10:].tolist() == [0.0] * 6  # dummies hidden
+    assert out.identity_attention == pytest.approx([0.25, 0.75])
+    assert out.identity_scores == pytest.approx([0.8 / 3, 0.8])
+    assert out.probability == pytest.approx(0.8) and out.label == "fake"
+
+    # rendering: identity ids in clustering order (here 1 = kept rank 0, 0 = kept rank 1, 2 = not kept)
+    face_json = {
+        "status": "ok",
+        "identities": [
+            {"id": 0, "kept": True, "slots": list(range(5, 16))},
+            {"id": 1, "kept": True, "slots": list(range(5))},
+            {"id": 2, "kept": False, "slots": []},
+        ],
+    }
+    result = render_result(face_json, out, {"name": "m"})
+    assert [i["attention"] for i in result["identities"]] == [0.75, 0.25, None]
+    assert result["identities"][0]["fake_score"] == pytest.approx(0.8)
+    assert result["fake_probability"] == pytest.approx(0.8) and result["model"] == {"name": "m"}
+
+
+def test_explain_without_a_face() -> None:
+    out = explain_video(float("nan"), np.zeros(0), np.full(F, -1))
+    assert out.label == "no_face" and math.isnan(out.probability) and out.identity_scores.size == 0
+    result = render_result({"status": "no_face", "identities": []}, out)
+    assert result["fake_probability"] is None and result["label"] == "no_face" and "model" not in result

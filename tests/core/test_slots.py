@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mintime import contract
+from mintime.faces.stage import SlotTensors
 from mintime.slots import (
     FaceRecord,
     NoFaceError,
@@ -329,19 +330,14 @@ def test_as_arrays_matches_contract() -> None:
     plan = build_slots([_identity([0, 10, 20], side=300)], frame_size=FRAME)
     arrays = plan.as_arrays()
     assert set(arrays) == {"mask", "identities_mask", "size_ids", "positions"}
-    named = plan.as_arrays(prefix="face_slots_")
-    for spec in contract.FACE_PIPELINE.outputs:
-        if spec.name not in named:
-            continue
+    faces = np.zeros((16, 3, 224, 224), np.float32)
+    named = SlotTensors.from_plan(plan, faces).as_inputs()
+    assert set(named) == {spec.name for spec in contract.SLOT_TENSORS}
+    for spec in contract.SLOT_TENSORS:
         arr = named[spec.name]
         assert arr.dtype == np.dtype(spec.numpy_dtype), spec.name
         assert arr.shape == spec.dims, spec.name
-    assert {
-        "face_slots_mask",
-        "face_slots_identities_mask",
-        "face_slots_size_ids",
-        "face_slots_positions",
-    } <= set(named)
+    assert named[contract.SLOT_IDENTITY].tolist() == [0] * 3 + [-1] * 13
     summary = plan.summary()
     assert summary["slots_per_identity"] == [16]
     assert summary["dummy"] == [False] * 3 + [True] * 13
@@ -349,5 +345,5 @@ def test_as_arrays_matches_contract() -> None:
 
 
 def test_modules_do_not_import_torch() -> None:
-    code = "import sys, mintime.slots, mintime.explain; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, mintime.slots, mintime.explain, mintime.config; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -11,7 +11,7 @@ from torch import nn
 
 from mintime import contract
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
-from mintime.testing import two_identity_inputs
+from tests.helpers.synthetic import two_identity_inputs
 
 F, P = 16, 49
 

@@ -17,7 +17,7 @@ import torch
 
 from mintime.checkpoints import infer_original_config, load_original_temporal
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
-from mintime.testing import rebuild_from_manifest
+from tests.helpers.synthetic import rebuild_from_manifest
 
 ATOL = 1e-5
 

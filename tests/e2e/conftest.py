@@ -65,10 +65,13 @@ def triton_server(e2e_repository: Path, tiny_checkpoint: Path, tmp_path_factory:
 @pytest.fixture(scope="session")
 def predictor(tiny_checkpoint: Path):
     """The in-process reference on the same weights and settings."""
-    from mintime.pipeline import PipelineConfig, Predictor, TorchEngines, load_models
+    from mintime.config import PipelineConfig
+    from mintime.engines import TorchEngines
+    from mintime.networks import load_networks
+    from mintime.pipeline import Predictor
 
-    models = load_models(checkpoint=tiny_checkpoint)
-    return Predictor(PipelineConfig(num_frames=E2E_FRAMES), TorchEngines(models.backbone, models.temporal))
+    nets = load_networks(checkpoint=tiny_checkpoint)
+    return Predictor(PipelineConfig(num_frames=E2E_FRAMES), TorchEngines(nets.backbone, nets.head))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +79,7 @@ def noise_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A decodable H.264 clip of random noise (no face)."""
     import numpy as np
 
-    from mintime.testing_media import make_clip
+    from tests.helpers.media import make_clip
 
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("media") / "noise.mp4"

@@ -36,7 +36,7 @@ def tiny_backbone(channels: int = 8):
 
 
 def tiny_models(channels: int = 8, seed: int = 0) -> SimpleNamespace:
-    """A stand-in for ``LoadedModels``: tiny backbone + tiny temporal (2 heads)."""
+    """A stand-in for ``mintime.networks.Networks``: tiny backbone + tiny temporal (2 heads)."""
     from mintime.models import create_temporal
 
     torch.manual_seed(seed)

@@ -48,9 +48,9 @@ def test_resolve_checkpoint_parameter_env_and_default(tmp_path, monkeypatch):
 
 
 def test_pipeline_config_from_parameters_types_and_errors():
-    from mintime.pipeline import PipelineConfig
+    from mintime.config import PipelineConfig, from_parameters
 
-    cfg = backend.pipeline_config_from_parameters(
+    cfg = from_parameters(
         {"num_frames": "16", "detect_scale": "0.25", "thresholds": "0.6, 0.7 0.8", "checkpoint": "ignored"},
         device="cuda:1",
     )
@@ -58,9 +58,9 @@ def test_pipeline_config_from_parameters_types_and_errors():
         num_frames=16, detect_scale=0.25, thresholds=(0.6, 0.7, 0.8), device="cuda:1"
     )
     with pytest.raises(ValueError):
-        backend.pipeline_config_from_parameters({"num_frames": "many"}, device="cpu")
+        from_parameters({"num_frames": "many"}, device="cpu")
     with pytest.raises(ValueError, match="expected 3 values"):
-        backend.pipeline_config_from_parameters({"thresholds": "0.5"}, device="cpu")
+        from_parameters({"thresholds": "0.5"}, device="cpu")
 
 
 def test_clip_round_trip():

@@ -107,8 +107,9 @@ def test_default_variant_runs_on_the_python_backend(name: str):
 
 
 def test_pipeline_parameters_match_the_in_process_defaults():
-    from mintime.pipeline import PipelineConfig
-    from mintime.serving.backend import model_parameters, pipeline_config_from_parameters
+    from mintime.config import PipelineConfig
+    from mintime.config import from_parameters as pipeline_config_from_parameters
+    from mintime.serving.backend import model_parameters
 
     def params(name: str, variant: str) -> dict[str, str]:
         from google.protobuf.json_format import MessageToDict

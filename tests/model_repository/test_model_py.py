@@ -46,7 +46,7 @@ def model_args(name: str, **overrides: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory) -> Path:
     pytest.importorskip("av")
-    from mintime.testing_media import make_clip
+    from tests.helpers.media import make_clip
 
     return make_clip(tmp_path_factory.mktemp("clip") / "c.mp4", frames=20, size=(64, 48))
 
@@ -98,7 +98,7 @@ def _analysis_json(num_kept: int = 2) -> dict:
 
 
 def test_explain_ok_no_face_and_bad_request(monkeypatch):
-    from mintime.pipeline import finalize
+    from mintime.explain import explain_video, render_result
 
     mod = load_model_py("explain", monkeypatch)
     model = mod.TritonPythonModel()
@@ -109,24 +109,28 @@ def test_explain_ok_no_face_and_bad_request(monkeypatch):
     ok_json = _analysis_json()
     no_face = {"clip": {}, "status": "no_face", "reason": "no face detected", "identities": [], "slots": []}
 
-    def req(js, logit=0.7):
+    owner = np.array([s % 2 if s < 12 else -1 for s in range(16)], np.int64)
+
+    def req(js, logit=0.7, slot_identity=owner):
         return pb.request(
             temporal_logit=np.array([[logit]], np.float32),
             temporal_cls_attention=attn,
+            face_slots_identity=slot_identity[None],
             face_slots_json=np.array([[json.dumps(js).encode() if js is not None else b"{not json"]], object),
         )
 
-    responses = model.execute([req(ok_json), req(None), req(no_face)])
+    responses = model.execute([req(ok_json), req(None), req(no_face, slot_identity=np.full(16, -1))])
     assert len(responses) == 3
     ok, bad, none = responses
-    want = finalize(ok_json, 0.7, attn[0])
+    want = render_result(ok_json, explain_video(0.7, attn[0], owner))
     got = json.loads(ok.outputs["RESULT_JSON"][0, 0])
     assert got == json.loads(json.dumps(want))
     assert ok.outputs["FAKE_PROBABILITY"][0, 0] == pytest.approx(1 / (1 + math.exp(-0.7)), abs=1e-6)
     np.testing.assert_allclose(
         ok.outputs["IDENTITY_SCORES"][0], [i["fake_score"] for i in want["identities"]]
     )
-    assert bad.has_error() and bad.error().message().startswith("explain: JSONDecodeError")
+    assert bad.has_error() and bad.error().code == pb.TritonError.INVALID_ARG
+    assert bad.error().message().startswith("explain: not a UTF-8 JSON string")
     assert math.isnan(none.outputs["FAKE_PROBABILITY"][0, 0])
     assert none.outputs["IDENTITY_SCORES"].shape == (1, 0)
     assert json.loads(none.outputs["RESULT_JSON"][0, 0])["label"] == "no_face"
@@ -170,19 +174,41 @@ def test_backbone_batches_requests_and_splits_outputs(monkeypatch):
     assert [r.error().message() for r in responses] == ["backbone: RuntimeError: out of memory"] * 2
 
 
+def test_one_bad_request_fails_alone_in_a_batch(monkeypatch):
+    """A request that makes the batch fail (here: NaN pixels the runner refuses) fails alone."""
+
+    class Strict(_Runner):
+        def __call__(self, inputs):
+            if np.isnan(inputs["face_slots_faces"]).any():
+                raise ValueError("faces contain NaN")
+            return super().__call__(inputs)
+
+    mod = load_model_py("backbone", monkeypatch)
+    model = mod.TritonPythonModel()
+    model.runner = Strict()
+    faces = [np.full((1, 16, 3, 224, 224), v, np.float32) for v in (1.0, np.nan, 3.0)]
+    responses = model.execute([pb.request(face_slots_faces=f) for f in faces])
+    assert model.runner.batches == [1, 1], "the failed batch of 3 is retried one request at a time"
+    assert [r.has_error() for r in responses] == [False, True, False]
+    assert responses[1].error().code == pb.TritonError.INVALID_ARG
+    assert responses[1].error().message() == "backbone: faces contain NaN"
+    np.testing.assert_allclose(responses[0].outputs["backbone_features"], 1.0)
+    np.testing.assert_allclose(responses[2].outputs["backbone_features"], 3.0)
+
+
 def test_backbone_and_temporal_declare_their_contract_inputs(monkeypatch):
     from mintime import contract
 
     for name, spec in (("backbone", contract.BACKBONE), ("temporal", contract.TEMPORAL)):
         mod = load_model_py(name, monkeypatch)
         assert mod.TritonPythonModel.NETWORK == name
-        assert mod.TritonPythonModel().inputs == tuple(t.name for t in spec.inputs)
+        assert mod.TritonPythonModel().spec == spec
 
 
 @pytest.mark.needs_dali
 def test_video_decode_dali_cpu_matches_pyav(monkeypatch, tmp_path):
     pytest.importorskip("av")
-    from mintime.testing_media import make_clip, read_index_code
+    from tests.helpers.media import make_clip, read_index_code
 
     clip = make_clip(tmp_path / "c.webm", frames=24, size=(96, 64), codec="libvpx-vp9")
     data = np.frombuffer(clip.read_bytes(), np.uint8)[None]

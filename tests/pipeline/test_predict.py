@@ -19,21 +19,24 @@ torch = pytest.importorskip("torch")
 
 from mintime import contract  # noqa: E402
 from mintime.cli import main as cli_main  # noqa: E402
-from mintime.pipeline import (  # noqa: E402
-    FaceAnalyzer,
-    PipelineConfig,
-    Predictor,
-    TorchEngines,
-    finalize,
-    load_models,
-)
+from mintime.config import PipelineConfig  # noqa: E402
+from mintime.engines import OnnxEngines, TorchEngines  # noqa: E402
+from mintime.explain import explain_video, render_result  # noqa: E402
+from mintime.faces.stage import FaceStage, FaceStageResult  # noqa: E402
+from mintime.networks import Networks, load_networks  # noqa: E402
+from mintime.pipeline import Predictor  # noqa: E402
 
 pytestmark = [pytest.mark.needs_data]
 
 
+def finalize(faces: FaceStageResult, logit: float, attention: np.ndarray) -> dict:
+    """The result JSON of one analysed video (what ``Predictor.predict`` renders)."""
+    return render_result(faces.to_json(), explain_video(logit, attention, faces.tensors.slot_identity))
+
+
 @pytest.fixture(scope="module")
 def original_files(tmp_path_factory, parity_dir: Path) -> tuple[Path, Path]:
-    from mintime.testing import rebuild_from_manifest
+    from tests.helpers.synthetic import rebuild_from_manifest
 
     out = tmp_path_factory.mktemp("authors")
     model = out / "MINTIME_XC_Model_checkpoint30"
@@ -47,12 +50,12 @@ def original_files(tmp_path_factory, parity_dir: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def xc_models(original_files):
     model, extractor = original_files
-    return load_models(model_weights=model, extractor_weights=extractor, variant="xc")
+    return load_networks(model_weights=model, extractor_weights=extractor, variant="xc")
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> FaceAnalyzer:
-    return FaceAnalyzer(PipelineConfig(num_frames=16))
+def analyzer() -> FaceStage:
+    return FaceStage(PipelineConfig(num_frames=16))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def two_people(analyzer, data_dir):
     from mintime.video import decode_sampled
 
     clip = decode_sampled(data_dir / "videos" / "two_people_one_fake_720p.mp4", 16)
-    return clip, analyzer.analyze(clip)
+    return clip, analyzer(clip)
 
 
 def test_two_people_gives_two_main_identities(two_people):
@@ -80,10 +83,8 @@ def test_two_people_gives_two_main_identities(two_people):
 
 def test_slot_arrays_follow_the_contract(two_people):
     _, analysis = two_people
-    arrays = analysis.arrays()
-    for spec in contract.FACE_PIPELINE.outputs:
-        if spec.dtype == "TYPE_STRING":
-            continue
+    arrays = analysis.tensors.as_inputs()
+    for spec in contract.SLOT_TENSORS:
         a = arrays[spec.name]
         assert a.dtype == np.dtype(spec.numpy_dtype), spec.name
         assert len(a.shape) == len(spec.dims), spec.name
@@ -95,12 +96,32 @@ def test_slot_arrays_follow_the_contract(two_people):
     assert (faces[~mask] == 0).all()  # dummies are black
 
 
+def test_face_stage_result_is_typed_and_consistent(two_people):
+    """Each identity face points at its own detection (frame, index, box) and its slots hold its pixels."""
+    clip, faces = two_people
+    assert faces.ok and len(faces.detections) == len(clip.indices) == len(faces.clip.sampled_frames)
+    for ident in faces.identities:
+        for f in ident.faces:
+            det = faces.detections[f.position]
+            np.testing.assert_array_equal(det.boxes[f.index], f.box)
+            assert f.frame == int(clip.indices[f.position]) and f.crop is not None and f.crop.ndim == 3
+    kept = faces.kept
+    assert [i.rank for i in kept] == [0, 1]
+    owner = faces.tensors.slot_identity
+    for ident in kept:
+        assert set(np.flatnonzero(owner == ident.rank)) <= set(ident.slots)
+    # the JSON is a rendering of the object
+    info = faces.to_json()
+    assert [i["id"] for i in info["identities"]] == [i.id for i in faces.identities]
+    assert [len(i["slots"]) for i in info["identities"]] == [len(i.slots) for i in faces.identities]
+
+
 def test_predict_with_authors_format_weights(xc_models, two_people):
     _, analysis = two_people
-    predictor = Predictor(PipelineConfig(num_frames=16), TorchEngines(xc_models.backbone, xc_models.temporal))
+    predictor = Predictor(PipelineConfig(num_frames=16), TorchEngines(xc_models.backbone, xc_models.head))
     logit, attn = predictor.run_networks(analysis)
     assert attn.shape == (2, 8, contract.NUM_TOKENS)
-    result = finalize(analysis.to_json(), logit, attn)
+    result = finalize(analysis, logit, attn)
     assert 0.0 <= result["fake_probability"] <= 1.0
     assert result["label"] in ("fake", "pristine")
     kept = [i for i in result["identities"] if i["kept"]]
@@ -144,8 +165,8 @@ def test_cli_predict_json_on_clips(original_files, data_dir, capsys):
 
 
 def test_missing_weights_message(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        load_models(checkpoint=tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        load_networks(checkpoint=tmp_path / "nope.pt")
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +181,7 @@ def analyses(analyzer, data_dir):
         "ffpp_634_660_faceswap_fake_720p",
     ):
         clip = decode_sampled(data_dir / "videos" / f"{name}.mp4", 16)
-        out[name] = (clip, analyzer.analyze(clip))
+        out[name] = (clip, analyzer(clip))
     return out
 
 
@@ -202,14 +223,14 @@ def test_ffpp_pair_one_identity_same_place(analyses, name):
 
 
 def test_no_face_video_gives_no_face_result(tmp_path, xc_models, capsys, original_files):
-    from mintime.testing_media import make_clip
+    from tests.helpers.media import make_clip
 
     rng = np.random.default_rng(0)
     path = tmp_path / "noise.mp4"
     make_clip(
         path, frames=12, size=(160, 120), fps=10, draw=lambda i: rng.integers(0, 255, (120, 160, 3), np.uint8)
     )
-    predictor = Predictor(PipelineConfig(num_frames=8), TorchEngines(xc_models.backbone, xc_models.temporal))
+    predictor = Predictor(PipelineConfig(num_frames=8), TorchEngines(xc_models.backbone, xc_models.head))
     result = predictor.predict(path)
     assert result["status"] == contract.STATUS_NO_FACE
     assert result["fake_probability"] is None and result["label"] == "no_face"
@@ -265,9 +286,9 @@ def test_annotated_video_has_every_frame(tmp_path, xc_models, two_people, data_d
     from mintime.annotate import write_annotated_video
 
     _, analysis = two_people
-    predictor = Predictor(PipelineConfig(num_frames=16), TorchEngines(xc_models.backbone, xc_models.temporal))
+    predictor = Predictor(PipelineConfig(num_frames=16), TorchEngines(xc_models.backbone, xc_models.head))
     logit, attn = predictor.run_networks(analysis)
-    result = finalize(analysis.to_json(), logit, attn)
+    result = finalize(analysis, logit, attn)
     src = data_dir / "videos" / "two_people_one_fake_720p.mp4"
     out = write_annotated_video(src, result, tmp_path / "annotated.mp4")
     with av.open(str(out)) as c:
@@ -289,14 +310,14 @@ def test_same_slots_through_torch_and_onnx(tmp_path, two_people):
     pytest.importorskip("onnxruntime")
     from export.modules import dynamic_batch_axes, example_inputs, export_module, io_names
     from export.onnx import export_onnx
-    from mintime.models import create_backbone, create_temporal
-    from mintime.pipeline import LoadedModels, OnnxEngines
+    from mintime.models import create_temporal
+    from mintime.networks import build_backbone
 
     torch.manual_seed(0)
-    loaded = LoadedModels(
-        create_backbone("efficientnet_lite0", pretrained=True).eval(),
+    loaded = Networks(
+        build_backbone("efficientnet_lite0", pretrained=True),
         create_temporal("tiny", channels=1280).eval(),
-        {},
+        "mintime",
     )
     paths = {}
     for which in ("backbone", "temporal"):
@@ -321,7 +342,7 @@ def test_same_slots_through_torch_and_onnx(tmp_path, two_people):
     )
     assert onnx_result[0] == pytest.approx(torch_result[0], abs=1e-4)
     np.testing.assert_allclose(onnx_result[1], torch_result[1], atol=1e-5)
-    a = finalize(analysis.to_json(), *torch_result)
-    b = finalize(analysis.to_json(), *onnx_result)
+    a = finalize(analysis, *torch_result)
+    b = finalize(analysis, *onnx_result)
     assert abs(a["fake_probability"] - b["fake_probability"]) < 1e-4
     assert [i["slots"] for i in a["identities"]] == [i["slots"] for i in b["identities"]]

@@ -10,7 +10,7 @@ import pytest
 
 from mintime import contract
 from mintime.faces.crops import square_crop_box
-from mintime.testing_media import make_clip
+from tests.helpers.media import make_clip
 from training import preprocess as pp
 from training.layout import parse_face_file_name, png_size, read_boxes_json, scan_video_folder
 

@@ -22,8 +22,8 @@ from dali_pipelines.video_decode import (  # noqa: E402
     decode_with_dali,
     serialize,
 )
-from mintime.testing_media import make_clip, read_index_code, transcode  # noqa: E402
 from mintime.video import VideoDecodeError, decode_sampled, probe, sample_frame_indices  # noqa: E402
+from tests.helpers.media import make_clip, read_index_code, transcode  # noqa: E402
 
 pytestmark = pytest.mark.needs_dali
 

@@ -11,7 +11,6 @@ import av
 import numpy as np
 import pytest
 
-from mintime.testing_media import index_pattern, make_clip, read_index_code
 from mintime.video import (
     DecodedClip,
     VideoDecodeError,
@@ -21,6 +20,7 @@ from mintime.video import (
     rotate_frames,
     sample_frame_indices,
 )
+from tests.helpers.media import index_pattern, make_clip, read_index_code
 
 SIZE = (96, 64)  # (width, height) of the synthetic clips
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,7 +37,6 @@ __all__ = [
     "B0_STAGES",
     "EfficientNet",
     "EfficientNetB0",
-    "load_original",
 ]
 
 logger = logging.getLogger(__name__)
@@ -314,30 +312,3 @@ class EfficientNetB0(EfficientNet):
             drop_connect_rate=drop_connect_rate,
             num_classes=num_classes,
         )
-
-
-def load_original(
-    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
-) -> EfficientNetB0:
-    """Build an :class:`EfficientNetB0` and load an authors' extractor file into it, strictly.
-
-    Accepts the MINTIME-EF extractor (``module.`` prefix) and the EfficientNet files of the authors' earlier
-    project (``efficient_net.`` prefix); :func:`mintime.checkpoints.read_state_dict` removes both.
-
-    Args:
-        path: a ``torch.save``d state dict.
-        map_location: device of the returned module.
-
-    Returns:
-        The module in eval mode.
-
-    Raises:
-        mintime.checkpoints.CheckpointError: missing/unexpected keys or shape mismatches.
-    """
-    from mintime.checkpoints import load_state_dict_strict, read_state_dict
-
-    model = EfficientNetB0()
-    state = read_state_dict(path, strip_through="efficient_net.")
-    load_state_dict_strict(model, state, what=f"EfficientNet-B0 extractor {os.fspath(path)!r}")
-    logger.info("loaded the original EfficientNet-B0 extractor from %s", os.fspath(path))
-    return model.to(map_location).eval()

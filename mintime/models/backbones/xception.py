@@ -12,14 +12,12 @@ The feature map is the **bn4 output before its ReLU**, ``(N, 2048, 7, 7)`` at 22
 from __future__ import annotations
 
 import logging
-import os
 
-import torch
 from torch import Tensor, nn
 
 from mintime.models.backbones.base import Backbone
 
-__all__ = ["Xception", "SeparableConv2d", "XceptionBlock", "load_original"]
+__all__ = ["Xception", "SeparableConv2d", "XceptionBlock"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,25 +146,3 @@ class Xception(Backbone):
             x = getattr(self, f"block{i}")(x)  # 55 → 28 → 14 → 14 ... → 7 (block12)
         x = self.relu(self.bn3(self.conv3(x)))  # (N, 1536, 7, 7)
         return self.bn4(self.conv4(x))  # (N, 2048, 7, 7)
-
-
-def load_original(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Xception:
-    """Build an :class:`Xception` and load the authors' extractor file into it, strictly.
-
-    Args:
-        path: a ``torch.save``d state dict such as ``MINTIME_XC_Extractor_checkpoint30`` (a leading ``module.``
-            is removed by :func:`mintime.checkpoints.read_state_dict`).
-        map_location: device of the returned module.
-
-    Returns:
-        The module in eval mode.
-
-    Raises:
-        mintime.checkpoints.CheckpointError: missing/unexpected keys or shape mismatches.
-    """
-    from mintime.checkpoints import load_state_dict_strict, read_state_dict
-
-    model = Xception()
-    load_state_dict_strict(model, read_state_dict(path), what=f"Xception extractor {os.fspath(path)!r}")
-    logger.info("loaded the original Xception extractor from %s", os.fspath(path))
-    return model.to(map_location).eval()

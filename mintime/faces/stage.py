@@ -1,0 +1,406 @@
+"""The face stage: sampled frames → detections → identities → slot plan → slot tensors, as one typed result.
+
+One implementation shared by ``mintime predict`` (:mod:`mintime.pipeline`), the Triton ``face_pipeline`` model,
+``mintime preprocess``, the annotated video and evaluation. Every consumer reads the :class:`FaceStageResult`
+object; JSON (:meth:`FaceStageResult.to_json`) is only a rendering of it for the edge (result files, the
+``face_slots_json`` tensor), never parsed back.
+
+Steps: :class:`mintime.faces.mtcnn.MTCNN` (batched over the sampled frames) → embeddings
+(:mod:`mintime.faces.embedder`) + :func:`mintime.faces.identities.cluster_identities` → square 1/3-margin crops
+from each face's own frame (:mod:`mintime.faces.crops`) → :func:`mintime.slots.build_slots` → tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mintime import contract
+from mintime.config import PipelineConfig
+from mintime.slots import FaceRecord, NoFaceError, SlotPlan, build_slots
+
+__all__ = ["ClipInfo", "Face", "Identity", "SlotTensors", "FaceStageResult", "FaceStage"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What the decoder says about the clip.
+
+    Attributes:
+        fps: frames per second (0 when unknown).
+        width, height: display size in pixels (after rotation).
+        total_frames: frames in the file (as counted or declared by the decoder).
+        sampled_frames: (T,) frame index in the file of each sampled frame.
+    """
+
+    fps: float
+    width: int
+    height: int
+    total_frames: int
+    sampled_frames: tuple[int, ...]
+
+    @classmethod
+    def of(cls, clip: Any) -> ClipInfo:
+        """From a :class:`mintime.video.DecodedClip`."""
+        return cls(
+            fps=float(clip.fps),
+            width=int(clip.width),
+            height=int(clip.height),
+            total_frames=int(clip.total_frames),
+            sampled_frames=tuple(int(i) for i in clip.indices),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fps": round(self.fps, 3),
+            "width": self.width,
+            "height": self.height,
+            "total_frames": self.total_frames,
+            "sampled_frames": list(self.sampled_frames),
+        }
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face that belongs to an identity.
+
+    Attributes:
+        position: index of its sampled frame in the clip (0..T-1).
+        frame: index of that frame in the file.
+        index: index among that frame's detections (largest first, as the detector sorts them).
+        box: (4,) float32 x1, y1, x2, y2 in full-resolution pixels.
+        score: detector confidence.
+        crop: (h, w, 3) uint8 RGB square 1/3-margin crop from its own frame (None until cropped).
+    """
+
+    position: int
+    frame: int
+    index: int
+    box: np.ndarray
+    score: float
+    crop: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One person found in the clip.
+
+    Attributes:
+        id: rank in the clustering order (0 = the identity the clustering lists first).
+        faces: its faces, in frame order.
+        rank: position among the kept identities (the ``face_slots_identity`` value), None when not kept.
+        slots: the slots its faces fill (empty when not kept).
+    """
+
+    id: int
+    faces: tuple[Face, ...]
+    rank: int | None
+    slots: tuple[int, ...]
+
+    @property
+    def kept(self) -> bool:
+        return self.rank is not None
+
+
+@dataclass(frozen=True)
+class SlotTensors:
+    """The face stage's array outputs for one video (no batch dimension), named by :mod:`mintime.contract`.
+
+    Attributes:
+        faces: (F, 3, 224, 224) float32 BGR 0..255, zeros on dummy slots.
+        mask: (F,) bool, slots the model may attend.
+        identities_mask: (F, F) bool.
+        size_ids: (F,) int64.
+        positions: (1 + F*P,) int64.
+        slot_identity: (F,) int64, kept-identity rank of each slot's face, -1 on dummy slots.
+    """
+
+    faces: np.ndarray
+    mask: np.ndarray
+    identities_mask: np.ndarray
+    size_ids: np.ndarray
+    positions: np.ndarray
+    slot_identity: np.ndarray
+
+    @classmethod
+    def from_plan(cls, plan: SlotPlan, faces: np.ndarray) -> SlotTensors:
+        """Tensors of a slot plan and its face pixels (F, 3, 224, 224)."""
+        owner = np.where(plan.is_dummy, -1, plan.slot_identity).astype(np.int64)
+        return cls(
+            faces=np.ascontiguousarray(faces, dtype=np.float32),
+            mask=np.ascontiguousarray(plan.mask, dtype=np.bool_),
+            identities_mask=np.ascontiguousarray(plan.identities_mask, dtype=np.bool_),
+            size_ids=np.ascontiguousarray(plan.size_ids, dtype=np.int64),
+            positions=np.ascontiguousarray(plan.positions, dtype=np.int64),
+            slot_identity=owner,
+        )
+
+    @classmethod
+    def empty(cls, num_slots: int) -> SlotTensors:
+        """A video with no face: one visible dummy slot so that attention stays well defined."""
+        size = contract.IMAGE_SIZE
+        mask = np.zeros(num_slots, bool)
+        mask[0] = True
+        return cls(
+            faces=np.zeros((num_slots, 3, size, size), np.float32),
+            mask=mask,
+            identities_mask=np.ones((num_slots, num_slots), bool),
+            size_ids=np.zeros(num_slots, np.int64),
+            positions=np.zeros(1 + num_slots * contract.NUM_PATCHES, np.int64),
+            slot_identity=np.full(num_slots, -1, np.int64),
+        )
+
+    def as_inputs(self) -> dict[str, np.ndarray]:
+        """``{contract name: array}`` for :data:`mintime.contract.SLOT_TENSORS` (no batch dimension)."""
+        return {
+            contract.FACES: self.faces,
+            contract.MASK: self.mask,
+            contract.IDENTITIES_MASK: self.identities_mask,
+            contract.SIZE_IDS: self.size_ids,
+            contract.POSITIONS: self.positions,
+            contract.SLOT_IDENTITY: self.slot_identity,
+        }
+
+    @classmethod
+    def from_inputs(cls, arrays: dict[str, np.ndarray]) -> SlotTensors:
+        """Inverse of :meth:`as_inputs` (arrays of one video, no batch dimension)."""
+        return cls(
+            faces=arrays[contract.FACES],
+            mask=arrays[contract.MASK],
+            identities_mask=arrays[contract.IDENTITIES_MASK],
+            size_ids=arrays[contract.SIZE_IDS],
+            positions=arrays[contract.POSITIONS],
+            slot_identity=arrays[contract.SLOT_IDENTITY],
+        )
+
+
+@dataclass
+class FaceStageResult:
+    """Everything the face stage found for one clip.
+
+    Attributes:
+        clip: the decoder's description of the clip.
+        status: ``contract.STATUS_OK`` or ``contract.STATUS_NO_FACE``.
+        reason: why no face was found (None when ok).
+        detections: per sampled frame, the detector's :class:`~mintime.faces.mtcnn.FrameDetections`.
+        identities: every identity the clustering kept as a person (kept in the slots or not).
+        plan: the slot plan (None when no face).
+        tensors: the slot tensors (empty slots when no face).
+        timings: seconds per step (``detect``, ``identities``, ``crops_slots``).
+    """
+
+    clip: ClipInfo
+    status: str
+    reason: str | None
+    detections: list[Any]
+    identities: list[Identity]
+    plan: SlotPlan | None
+    tensors: SlotTensors
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == contract.STATUS_OK
+
+    @property
+    def kept(self) -> list[Identity]:
+        """The identities in the slots, in kept-rank order."""
+        return sorted((i for i in self.identities if i.kept), key=lambda i: i.rank)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON rendering (the ``face_slots_json`` tensor; the face part of ``mintime predict --json``)."""
+        out: dict[str, Any] = {
+            "clip": self.clip.to_json(),
+            "detections": int(sum(len(d.boxes) for d in self.detections)),
+        }
+        if not self.ok:
+            out.update(status=self.status, reason=self.reason, identities=[], slots=[])
+            return out
+        assert self.plan is not None
+        kept = self.kept
+        out.update(
+            status=self.status,
+            identities=[
+                {
+                    "id": ident.id,
+                    "kept": ident.kept,
+                    "num_faces": len(ident.faces),
+                    "faces": [
+                        {
+                            "frame": f.frame,
+                            "box": [round(float(v), 2) for v in f.box],
+                            "score": round(float(f.score), 4),
+                        }
+                        for f in ident.faces
+                    ],
+                    "slots": list(ident.slots),
+                }
+                for ident in self.identities
+            ],
+            slots=[
+                {
+                    "slot": s,
+                    "identity": kept[int(self.plan.slot_identity[s])].id,
+                    "frame": int(self.plan.frame_indices[s]),
+                    "dummy": rec is None,
+                }
+                for s, rec in enumerate(self.plan.faces)
+            ],
+        )
+        return out
+
+
+class FaceStage:
+    """Detect faces on the sampled frames, group them into identities and fill the slots.
+
+    Heavy models (MTCNN, the embedder) are created on first use, so constructing this is cheap.
+    """
+
+    def __init__(self, cfg: PipelineConfig | None = None) -> None:
+        self.cfg = cfg or PipelineConfig()
+        self._detector = None
+        self._embedder = None
+
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            from mintime.faces.mtcnn import MTCNN
+
+            self._detector = MTCNN(
+                device=self.cfg.device, thresholds=self.cfg.thresholds, min_face_size=self.cfg.min_face_size
+            )
+        return self._detector
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from mintime.faces.embedder import create_embedder
+
+            self._embedder = create_embedder(
+                self.cfg.embedder, weights=self.cfg.embedder_weights, device=self.cfg.device
+            )
+        return self._embedder
+
+    def __call__(self, clip: Any) -> FaceStageResult:
+        """Run detect → identities → crops → slots on a decoded clip.
+
+        Args:
+            clip: a :class:`mintime.video.DecodedClip` (frames (T, H, W, 3) uint8 RGB, indices (T,)).
+
+        Returns:
+            The :class:`FaceStageResult`; ``status == "no_face"`` when no identity survives.
+        """
+        from mintime.faces.identities import cluster_identities
+
+        cfg = self.cfg
+        info = ClipInfo.of(clip)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        detections = self.detector.detect(clip.frames, scale=cfg.detect_scale)
+        timings["detect"] = time.perf_counter() - t0
+
+        rows = [(t, k) for t, det in enumerate(detections) for k in range(len(det.boxes))]
+        if not rows:
+            return self._no_face(info, detections, timings, "no face detected in the sampled frames")
+
+        t0 = time.perf_counter()
+        positions = np.asarray([t for t, _ in rows], np.int64)
+        boxes = np.stack([np.asarray(detections[t].boxes[k], np.float32) for t, k in rows])
+        frame_ids = np.asarray(clip.indices, np.int64)[positions]
+        embeddings = self.embedder.embed([clip.frames[t] for t, _ in rows], list(boxes), list(frame_ids))
+        clusters = cluster_identities(
+            embeddings,
+            boxes,
+            frame_ids,
+            frame_size=(info.width, info.height),
+            distance_threshold=self.embedder.threshold,
+            metric=self.embedder.metric,
+            min_cluster_ratio=cfg.min_cluster_ratio,
+            min_faces=cfg.min_faces,
+            min_size_ratio=cfg.min_size_ratio,
+        )
+        timings["identities"] = time.perf_counter() - t0
+        if not clusters.identities:
+            reason = "faces were detected but none recurs enough to form an identity"
+            return self._no_face(info, detections, timings, reason)
+
+        t0 = time.perf_counter()
+        members = [self._faces(clip, detections, rows, [int(i) for i in m]) for m in clusters.identities]
+        try:
+            plan = build_slots(
+                [
+                    [FaceRecord(f.frame, f.crop.shape[0], f.crop.shape[1], key=f) for f in faces]
+                    for faces in members
+                ],
+                frame_size=(info.width, info.height),
+                num_slots=cfg.num_slots,
+                max_identities=cfg.max_identities,
+                mask_regime=cfg.mask_regime,
+            )
+        except NoFaceError as exc:
+            return self._no_face(info, detections, timings, str(exc))
+        tensors = SlotTensors.from_plan(plan, self._slot_pixels(plan))
+        identities = []
+        for cid, faces in enumerate(members):
+            rank = plan.identity_order.index(cid) if cid in plan.identity_order else None
+            slots = () if rank is None else tuple(int(s) for s in np.flatnonzero(plan.slot_identity == rank))
+            identities.append(Identity(id=cid, faces=tuple(faces), rank=rank, slots=slots))
+        timings["crops_slots"] = time.perf_counter() - t0
+        return FaceStageResult(info, contract.STATUS_OK, None, detections, identities, plan, tensors, timings)
+
+    @staticmethod
+    def _faces(
+        clip: Any, detections: list[Any], rows: list[tuple[int, int]], members: list[int]
+    ) -> list[Face]:
+        """The :class:`Face` of each member row, cropped from its own frame."""
+        from mintime.faces.crops import crop_face
+
+        faces = []
+        for i in members:
+            t, k = rows[i]
+            box = np.asarray(detections[t].boxes[k], np.float32)
+            faces.append(
+                Face(
+                    position=t,
+                    frame=int(clip.indices[t]),
+                    index=k,
+                    box=box,
+                    score=float(detections[t].scores[k]),
+                    crop=crop_face(clip.frames[t], box),
+                )
+            )
+        return faces
+
+    def _slot_pixels(self, plan: SlotPlan) -> np.ndarray:
+        """(F, 3, 224, 224) float32 BGR 0..255 of the plan's faces, zeros on dummy slots."""
+        from mintime.faces.crops import resize_for_model, to_model_input
+
+        size = contract.IMAGE_SIZE
+        pixels = np.zeros((plan.num_slots, 3, size, size), np.float32)
+        real = [(s, rec.key) for s, rec in enumerate(plan.faces) if rec is not None]
+        if real:
+            batch = to_model_input(np.stack([resize_for_model(face.crop, size) for _, face in real]))
+            for j, (s, _) in enumerate(real):
+                pixels[s] = batch[j]
+        return pixels
+
+    def _no_face(
+        self, info: ClipInfo, detections: list[Any], timings: dict[str, float], reason: str
+    ) -> FaceStageResult:
+        logger.info("no face: %s", reason)
+        return FaceStageResult(
+            info,
+            contract.STATUS_NO_FACE,
+            reason,
+            detections,
+            [],
+            None,
+            SlotTensors.empty(self.cfg.num_slots),
+            timings,
+        )
