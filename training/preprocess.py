@@ -223,15 +223,20 @@ def write_video_faces(
 _ANALYZER = None
 
 
+def make_face_stage(cfg: Any) -> Any:
+    """The face stage every worker runs (:class:`mintime.faces.stage.FaceStage`)."""
+    from mintime.faces.stage import FaceStage
+
+    return FaceStage(cfg)
+
+
 def _init_worker(cfg: Any, threads: int) -> None:
     global _ANALYZER
     import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from mintime.faces.stage import FaceStage
-
-    _ANALYZER = FaceStage(cfg)
+    _ANALYZER = make_face_stage(cfg)
 
 
 def process_video(video: str | Path, rel: str, out_root: str | Path, analyzer: Any = None) -> dict[str, Any]:
@@ -351,9 +356,7 @@ def preprocess(
 
     if todo and workers <= 1:
         global _ANALYZER
-        from mintime.faces.stage import FaceStage
-
-        _ANALYZER = FaceStage(cfg)
+        _ANALYZER = make_face_stage(cfg)
         for item in todo:
             account(_run_one(item))
     elif todo:

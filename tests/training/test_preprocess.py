@@ -22,22 +22,34 @@ class _Det:
 
 
 class _StubAnalyzer:
-    """Stands in for the MTCNN + embedder pipeline: two fixed 'faces' per frame, a no-face answer for 'empty*'."""
+    """Stands in for the MTCNN + embedder face stage: two fixed 'faces' per frame, no face for 64 px wide clips."""
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.calls = 0
-        self.detector = SimpleNamespace(last=[])
 
-    def analyze(self, clip):
+    def __call__(self, clip):
+        from mintime.faces.stage import Face, Identity
+
         self.calls += 1
         big, small = [10, 8, 50, 56], [70, 20, 90, 44]
-        self.detector.last = [_Det([big, small]) for _ in clip.indices]
         if clip.width == 64:  # the 'no face' clips are 64 px wide
-            self.detector.last = [_Det([]) for _ in clip.indices]
-            return SimpleNamespace(status=contract.STATUS_NO_FACE, info={"reason": "none"})
-        idents = [{"faces": [{"frame": int(f), "box": box} for f in clip.indices]} for box in (big, small)]
-        return SimpleNamespace(status=contract.STATUS_OK, info={"identities": idents})
+            dets = [_Det([]) for _ in clip.indices]
+            return SimpleNamespace(status=contract.STATUS_NO_FACE, reason="none", detections=dets, identities=[])
+        dets = [_Det([big, small]) for _ in clip.indices]
+        idents = [
+            Identity(
+                id=k,
+                faces=tuple(
+                    Face(position=t, frame=int(f), index=k, box=np.asarray(box, np.float32), score=1.0)
+                    for t, f in enumerate(clip.indices)
+                ),
+                rank=k,
+                slots=(),
+            )
+            for k, box in enumerate((big, small))
+        ]
+        return SimpleNamespace(status=contract.STATUS_OK, reason=None, detections=dets, identities=idents)
 
 
 @pytest.fixture
@@ -58,12 +70,12 @@ def stub(monkeypatch):
         made.append(_StubAnalyzer(cfg))
         return made[-1]
 
-    monkeypatch.setattr(pp, "_recording_analyzer", factory)
+    monkeypatch.setattr(pp, "make_face_stage", factory)
     return made
 
 
 def test_layout_and_second_run_does_nothing(videos, tmp_path, stub):
-    from mintime.pipeline import PipelineConfig
+    from mintime.config import PipelineConfig
 
     out = tmp_path / "faces"
     cfg = PipelineConfig(num_frames=4)
@@ -95,7 +107,7 @@ def test_layout_and_second_run_does_nothing(videos, tmp_path, stub):
 
 
 def test_crash_leaves_no_partial_folder(videos, tmp_path, stub, monkeypatch):
-    from mintime.pipeline import PipelineConfig
+    from mintime.config import PipelineConfig
 
     out = tmp_path / "faces"
     real_write = pp.write_boxes_json
@@ -119,7 +131,7 @@ def test_crash_leaves_no_partial_folder(videos, tmp_path, stub, monkeypatch):
 @pytest.mark.needs_data
 def test_real_pipeline_on_two_people(data_dir, tmp_path):
     """The real detector + embedder on the two-person clip: two identity folders, largest face first."""
-    from mintime.pipeline import PipelineConfig
+    from mintime.config import PipelineConfig
 
     out = tmp_path / "faces"
     video = data_dir / "videos" / "two_people_one_fake_720p.mp4"
