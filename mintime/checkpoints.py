@@ -297,19 +297,42 @@ def save_checkpoint(
     Returns:
         The written path.
     """
+    return _write(
+        path,
+        FORMAT,
+        VERSION,
+        config=("temporal_config", temporal_config),
+        state=("temporal_state", temporal_state),
+        backbone=(backbone, backbone_state),
+        metadata=metadata,
+    )
+
+
+def _write(
+    path: str | Path,
+    fmt: str,
+    version: int,
+    *,
+    config: tuple[str, dict[str, Any]],
+    state: tuple[str, Mapping[str, Tensor] | nn.Module],
+    backbone: tuple[str, Mapping[str, Tensor] | nn.Module | None],
+    metadata: dict[str, Any],
+) -> Path:
+    """Write one checkpoint payload atomically: JSON strings and CPU tensor dicts only."""
     path = Path(path)
+    name, backbone_state = backbone
     payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "temporal_config": json.dumps(temporal_config, sort_keys=True),
-        "backbone": str(backbone),
+        "format": fmt,
+        "version": version,
+        config[0]: json.dumps(config[1], sort_keys=True),
+        "backbone": str(name),
         "metadata": json.dumps(metadata, sort_keys=True),
-        "temporal_state": _tensor_dict(temporal_state, "temporal_state"),
+        state[0]: _tensor_dict(state[1], state[0]),
         "backbone_state": None if backbone_state is None else _tensor_dict(backbone_state, "backbone_state"),
     }
     with atomic_write(path) as fh:
         torch.save(payload, fh)
-    logger.info("saved project checkpoint %s", path)
+    logger.info("saved %s %s", fmt, path)
     return path
 
 
@@ -332,20 +355,15 @@ def save_baseline_checkpoint(
         backbone_state: the backbone's state dict (or module), None when the backbone is not stored.
         metadata: anything JSON-serialisable.
     """
-    path = Path(path)
-    payload = {
-        "format": BASELINE_FORMAT,
-        "version": 1,
-        "head_config": json.dumps(head_config, sort_keys=True),
-        "backbone": str(backbone),
-        "metadata": json.dumps(metadata, sort_keys=True),
-        "head_state": _tensor_dict(head_state, "head_state"),
-        "backbone_state": None if backbone_state is None else _tensor_dict(backbone_state, "backbone_state"),
-    }
-    with atomic_write(path) as fh:
-        torch.save(payload, fh)
-    logger.info("saved baseline checkpoint %s", path)
-    return path
+    return _write(
+        path,
+        BASELINE_FORMAT,
+        1,
+        config=("head_config", head_config),
+        state=("head_state", head_state),
+        backbone=(backbone, backbone_state),
+        metadata=metadata,
+    )
 
 
 def read_checkpoint(path: str | Path) -> ProjectCheckpoint | BaselineCheckpoint:

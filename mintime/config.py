@@ -14,7 +14,14 @@ from typing import Any
 
 from mintime import contract
 
-__all__ = ["PipelineConfig", "DEFAULTS", "TRAINING_NUM_FRAMES", "EMBEDDERS", "MASK_REGIMES", "from_parameters"]
+__all__ = [
+    "PipelineConfig",
+    "DEFAULTS",
+    "TRAINING_NUM_FRAMES",
+    "EMBEDDERS",
+    "MASK_REGIMES",
+    "from_parameters",
+]
 
 #: Face embedders the identity step can use.
 EMBEDDERS = ("dlib", "facenet")
