@@ -221,7 +221,7 @@ def _channels_of(module: Any) -> int:
     temporal = getattr(module, "temporal", None)
     if temporal is not None:
         return int(temporal.config.channels)
-    return int(getattr(module, "out_channels", 1280))
+    return int(getattr(module, "out_channels", contract.DEFAULT_CHANNELS))
 
 
 def _carry_python_files(model_dir: Path, staging: Path) -> list[str]:

@@ -129,34 +129,78 @@ def _add_predict(sub: Any) -> None:
     p.set_defaults(func=run_predict)
 
 
-def expand_videos(paths: list[Path]) -> list[Path]:
-    """Files as given; folders expanded to the video files they contain (sorted)."""
+def expand_videos(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Files as given; folders expanded to the video files they contain (sorted).
+
+    Returns:
+        (videos, folders that hold no video file).
+    """
     out: list[Path] = []
+    empty: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES))
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
+            out.extend(found)
+            if not found:
+                empty.append(p)
         else:
             out.append(p)
-    return out
+    return out, empty
 
 
 def human_summary(name: str, result: dict[str, Any]) -> str:
-    """A short human-readable verdict for one video."""
+    """A short human-readable verdict for one video (identity scores are attributions, not probabilities)."""
     if result.get("status") == "error":
         return f"{name}: ERROR {result['error']}"
+    lines = []
     if result.get("fake_probability") is None:
-        return f"{name}: no face found ({result.get('reason', 'no identity')})"
-    p = result["fake_probability"]
-    lines = [f"{name}: {result['label'].upper()} (P(fake) = {p:.4f})"]
-    for ident in result["identities"]:
-        if ident.get("fake_score") is None:
-            continue
-        frames = [f["frame"] for f in ident["faces"]]
-        lines.append(
-            f"  identity {ident['id']}: fake score {ident['fake_score']:.4f}, attention {ident['attention']:.3f}, "
-            f"{ident['num_faces']} faces in frames {frames[0]}..{frames[-1]}, slots {ident['slots']}"
-        )
+        lines.append(f"{name}: no face found ({result.get('reason', 'no identity')})")
+    else:
+        p = result["fake_probability"]
+        lines.append(f"{name}: {result['label'].upper()} (P(fake) = {p:.4f})")
+        for ident in result["identities"]:
+            if ident.get("fake_score") is None:
+                continue
+            frames = [f["frame"] for f in ident["faces"]]
+            lines.append(
+                f"  identity {ident['id']}: fake score {ident['fake_score']:.4f} (attribution, not a probability), "
+                f"attention {ident['attention']:.3f}, {ident['num_faces']} faces in frames "
+                f"{frames[0]}..{frames[-1]}, slots {ident['slots']}"
+            )
+    for warning in result.get("warnings") or []:
+        lines.append(f"  warning: {name}: {warning}")
+    if result.get("output_video"):
+        lines.append(f"  annotated video: {result['output_video']}")
     return "\n".join(lines)
+
+
+def model_banner(model: dict[str, Any]) -> str:
+    """One line naming the model that answers (and its caveat, for the demo weights)."""
+    weights = ", ".join(f"{Path(w['file']).name} sha256:{w['sha256'][:12]}" for w in model.get("weights", []))
+    line = f"model: {model.get('name')} ({model.get('kind')}, {model.get('backbone')} backbone; {weights})"
+    if model.get("caveat"):
+        line += f"\nnote: {model['caveat']}"
+    return line
+
+
+def check_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` that this torch can use, else a one-line ValueError."""
+    import torch
+
+    d = device.strip().lower()
+    if d == "cpu":
+        return d
+    if d != "cuda" and not (d.startswith("cuda:") and d[5:].isdigit()):
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ValueError(
+            f"--device {device}: CUDA is not available here (this torch {torch.__version__} is {build})"
+        )
+    index = int(d.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return d
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -165,12 +209,17 @@ def run_predict(args: argparse.Namespace) -> int:
     from mintime.engines import OnnxEngines, TorchEngines
     from mintime.networks import load_networks
     from mintime.pipeline import Predictor
-    from mintime.video import VideoDecodeError
 
-    videos = expand_videos(args.videos)
+    device = check_device(args.device)
+    videos, empty = expand_videos(args.videos)
+    for folder in empty:
+        print(f"warning: no video file in folder {folder}", file=sys.stderr)
     if not videos:
-        print("no video files found", file=sys.stderr)
+        print("error: no video files found", file=sys.stderr)
         return 2
+    if args.embedder_weights is not None and not args.embedder_weights.is_file():
+        raise FileNotFoundError(f"--embedder-weights: file not found: {args.embedder_weights}")
+    # weights first: a bad weights file is reported before any video is read
     nets = load_networks(
         checkpoint=args.checkpoint,
         model_weights=args.model_weights,
@@ -178,41 +227,58 @@ def run_predict(args: argparse.Namespace) -> int:
         variant=args.variant,
     )
     if args.onnx_dir:
-        engines = OnnxEngines(args.onnx_dir / "backbone.onnx", args.onnx_dir / "temporal.onnx")
+        engines = OnnxEngines(args.onnx_dir / "backbone.onnx", args.onnx_dir / "temporal.onnx", device)
     else:
-        engines = TorchEngines(nets.backbone, nets.head, device=args.device)
-    predictor = Predictor(pipeline_config(args), engines, model=nets.model)
+        engines = TorchEngines(nets.backbone, nets.head, device=device)
+    cfg = pipeline_config(args).replace(device=device)
+    predictor = Predictor(cfg, engines, model=nets.model)
     out_video = args.output_video
     if out_video is not None and len(videos) > 1:
         out_video.mkdir(parents=True, exist_ok=True)
+    if not args.json:
+        print(model_banner(nets.model), flush=True)
 
     failures = 0
     for video in tqdm(videos, disable=len(videos) < 2, unit="video", file=sys.stderr):
         try:
-            result = predictor.predict(video)
-        except (VideoDecodeError, OSError) as exc:
-            failures += 1
-            result = {"status": "error", "error": str(exc)}
-        result = {"video": str(video), **result}
-        if out_video is not None and result.get("status") != "error":
-            from mintime.annotate import write_annotated_video
+            result = {"video": str(video), **predictor.predict(video)}
+            if out_video is not None:
+                from mintime.annotate import write_annotated_video
 
-            target = out_video / f"{video.stem}.annotated.mp4" if len(videos) > 1 else out_video
-            write_annotated_video(video, result, target)
-            result["output_video"] = str(target)
+                target = out_video / f"{video.stem}.annotated.mp4" if len(videos) > 1 else out_video
+                result["output_video"] = str(write_annotated_video(video, result, target))
+        except Exception as exc:  # one video never stops the run: its error line, then the next video
+            failures += 1
+            logger.debug("failed on %s", video, exc_info=True)
+            result = {"video": str(video), "status": "error", "error": _one_line(exc)}
         if args.json:
             print(json.dumps(result), flush=True)
+        elif result.get("status") == "error":
+            print(human_summary(str(video), result), file=sys.stderr, flush=True)
         else:
             print(human_summary(video.name, result), flush=True)
     return 1 if failures else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an expected error, or ``Type: message`` of an unexpected one."""
+    from mintime.errors import USER_ERRORS
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, USER_ERRORS) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mintime", description="MINTIME video deepfake detection: predict, train, export, serve."
     )
+    from mintime import __version__
+
+    parser.add_argument("--version", action="version", version=f"mintime {__version__}")
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+        "-v", "--verbose", action="count", default=0, help="more logging and tracebacks (-v info, -vv debug)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
@@ -247,13 +313,23 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a clean message for expected user errors
+    except ModuleNotFoundError as exc:  # an optional part of the install is missing
+        if args.verbose:
+            raise
+        print(
+            f"error: `mintime {args.command}` needs the module {exc.name!r}, which this install lacks "
+            "(a client-only install?): run ./setup.sh for the full set",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as exc:  # expected errors: one line; the traceback only with -v
         from mintime.errors import USER_ERRORS
 
-        if isinstance(exc, USER_ERRORS):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        if args.verbose:
+            raise
+        hint = "" if isinstance(exc, USER_ERRORS) else " (run with -v for the traceback)"
+        print(f"error: {_one_line(exc)}{hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

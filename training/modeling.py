@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mintime import contract
 from mintime.models.backbones.tiny import TinyBackbone
 from mintime.models.baseline import FrameBaseline
 from mintime.models.temporal import MintimeTemporal, TemporalConfig
@@ -155,7 +156,7 @@ class VideoClassifier(nn.Module):
 def build_model(cfg: TrainConfig) -> VideoClassifier:
     """Backbone + head from a training config."""
     backbone = build_backbone(cfg)
-    channels = int(getattr(backbone, "out_channels", 0)) or int(cfg.temporal.get("channels", 1280))
+    channels = int(getattr(backbone, "out_channels", 0)) or int(cfg.temporal.get("channels", contract.DEFAULT_CHANNELS))
     torch.manual_seed(cfg.seed)
     if cfg.model == "mintime":
         head: nn.Module = MintimeTemporal(temporal_config_for(cfg, channels))

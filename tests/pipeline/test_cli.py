@@ -1,0 +1,107 @@
+"""What a user of ``mintime predict`` sees: the model named, one-line errors, no video stopping the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("av")
+
+from mintime.cli import main as cli_main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def noise_clip(tmp_path_factory) -> Path:
+    from tests.helpers.media import make_clip
+
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("noise") / "noise.mp4"
+    return make_clip(path, frames=8, size=(96, 64), draw=lambda i: rng.integers(0, 255, (64, 96, 3), np.uint8))
+
+
+def test_version() -> None:
+    from mintime import __version__
+
+    out = subprocess.run([sys.executable, "-m", "mintime.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"mintime {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("gpu", "unknown device 'gpu': use cpu, cuda or cuda:N"), ("cuda:x", "unknown device 'cuda:x'")],
+)
+def test_bad_device_is_one_line(device: str, message: str, noise_clip: Path, capsys) -> None:
+    assert cli_main(["predict", "--device", device, str(noise_clip)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {message}")
+
+
+def test_cuda_without_cuda_is_one_line(noise_clip: Path, capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert cli_main(["predict", "--device", "cuda", str(noise_clip)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA is not available here" in err[0]
+
+
+def test_bad_weights_are_reported_before_any_video(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    missing_video = tmp_path / "never-read.mp4"  # would fail if it were read first
+    assert cli_main(["predict", "--checkpoint", str(bad), str(missing_video)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "bad.pt" in err[0]
+    assert cli_main(["predict", "--embedder-weights", str(tmp_path / "nope.pt"), str(missing_video)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --embedder-weights: file not found: {tmp_path / 'nope.pt'}"]
+
+
+def test_demo_weights_are_named_with_their_caveat(noise_clip: Path, capsys) -> None:
+    from mintime.networks import DEMO_CAVEAT, DEMO_NAME
+
+    assert cli_main(["predict", "--num-frames", "4", str(noise_clip)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"model: {DEMO_NAME} (mintime, efficientnet_lite0 backbone; demo.pt sha256:")
+    assert out[1] == f"note: {DEMO_CAVEAT}"
+    assert out[2].startswith("noise.mp4: no face found")
+
+    assert cli_main(["predict", "--json", "--num-frames", "4", str(noise_clip)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"]["name"] == DEMO_NAME and result["model"]["caveat"] == DEMO_CAVEAT
+    (weights,) = result["model"]["weights"]
+    from mintime.networks import DEMO_CHECKPOINT, file_digest
+
+    assert weights == {"file": str(DEMO_CHECKPOINT), "sha256": file_digest(DEMO_CHECKPOINT)}
+
+
+def test_an_unexpected_error_does_not_stop_the_run(noise_clip: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """One video failing in an unforeseen way gets its error line; the next video is still answered."""
+    from mintime import pipeline
+
+    real = pipeline.Predictor.predict
+    calls = []
+
+    def flaky(self, source):
+        calls.append(source)
+        if len(calls) == 1:
+            raise AttributeError("'VideoStream' object has no attribute 'codec_tag'")
+        return real(self, source)
+
+    monkeypatch.setattr(pipeline.Predictor, "predict", flaky)
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    code = cli_main(["predict", "--num-frames", "4", str(noise_clip), str(noise_clip), str(empty)])
+    captured = capsys.readouterr()
+    assert code == 1 and len(calls) == 2
+    assert f"warning: no video file in folder {empty}" in captured.err
+    assert f"{noise_clip}: ERROR AttributeError: 'VideoStream' object has no attribute 'codec_tag'" in captured.err
+    assert "noise.mp4: no face found" in captured.out
+    assert "Traceback" not in captured.err
