@@ -142,6 +142,68 @@ class _FrameExclusiveUnionFind:
         return True
 
 
+def _link(
+    uf: _FrameExclusiveUnionFind,
+    dist: np.ndarray,
+    iou: np.ndarray,
+    gap: np.ndarray,
+    *,
+    distance_threshold: float,
+    link_iou: float,
+    max_frame_gap: int,
+    track_distance_factor: float,
+) -> tuple[int, int]:
+    """Union the faces: track links first, then appearance links (most similar first).
+
+    Args:
+        uf: the union-find over the n faces (refuses two faces of one frame).
+        dist: (n, n) appearance distances; iou: (n, n) box IoU; gap: (n, n) distance in sampled-frame ranks.
+
+    Returns:
+        (track merges, appearance merges).
+    """
+    n = len(dist)
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1) & (
+        gap > 0
+    )  # each unordered pair once, other frames only
+    # 1. track links: overlapping boxes in nearby sampled frames, appearance not grossly different
+    track = (
+        upper
+        & (gap <= max_frame_gap)
+        & (iou >= link_iou)
+        & (dist < track_distance_factor * distance_threshold)
+    )
+    ti, tj = np.nonzero(track)
+    order = np.lexsort(
+        (dist[ti, tj], gap[ti, tj], -iou[ti, tj])
+    )  # IoU desc, then nearer frames, then distance
+    merged_track = sum(uf.union(int(ti[k]), int(tj[k])) for k in order)
+    # 2. appearance links, most similar first
+    ai, aj = np.nonzero(upper & (dist < distance_threshold))
+    order = np.argsort(dist[ai, aj], kind="stable")
+    merged_appear = sum(uf.union(int(ai[k]), int(aj[k])) for k in order)
+    return merged_track, merged_appear
+
+
+def _keep_components(
+    components: list[np.ndarray],
+    side: np.ndarray,
+    num_distinct: int,
+    *,
+    min_faces: int,
+    min_cluster_ratio: float,
+    min_size_ratio: float,
+) -> tuple[list[np.ndarray], int]:
+    """The components that count as identities (count rules, then the size rule) and the count needed."""
+    sizes = np.array([len(c) for c in components])
+    need = max(min(int(min_faces), num_distinct), int(np.ceil(min_cluster_ratio * sizes.max() - 1e-9)), 1)
+    kept = [c for c in components if len(c) >= need]
+    if kept and min_size_ratio > 0:
+        largest = max(side[c].mean() for c in kept)
+        kept = [c for c in kept if side[c].mean() >= min_size_ratio * largest]
+    return kept, need
+
+
 def cluster_identities(
     embeddings: np.ndarray,
     boxes: np.ndarray,
@@ -195,40 +257,28 @@ def cluster_identities(
     _, rank = np.unique(fid, return_inverse=True)  # (n,) rank of each face's frame among the sampled frames
     num_distinct = int(rank.max()) + 1
     dist = _distances(emb, metric)
-    iou = box_iou(box, box)
-    gap = np.abs(rank[:, None] - rank[None, :])
-    upper = np.triu(np.ones((n, n), dtype=bool), k=1) & (
-        gap > 0
-    )  # each unordered pair once, other frames only
-
     uf = _FrameExclusiveUnionFind(rank)
-    # --- 1. track links: overlapping boxes in nearby sampled frames, appearance not grossly different --------
-    track = (
-        upper
-        & (gap <= max_frame_gap)
-        & (iou >= link_iou)
-        & (dist < track_distance_factor * distance_threshold)
+    merged_track, merged_appear = _link(
+        uf,
+        dist,
+        box_iou(box, box),
+        np.abs(rank[:, None] - rank[None, :]),
+        distance_threshold=distance_threshold,
+        link_iou=link_iou,
+        max_frame_gap=max_frame_gap,
+        track_distance_factor=track_distance_factor,
     )
-    ti, tj = np.nonzero(track)
-    order = np.lexsort(
-        (dist[ti, tj], gap[ti, tj], -iou[ti, tj])
-    )  # IoU desc, then nearer frames, then distance
-    merged_track = sum(uf.union(int(ti[k]), int(tj[k])) for k in order)
-    # --- 2. appearance links, most similar first ------------------------------------------------------------
-    appear = upper & (dist < distance_threshold)
-    ai, aj = np.nonzero(appear)
-    order = np.argsort(dist[ai, aj], kind="stable")
-    merged_appear = sum(uf.union(int(ai[k]), int(aj[k])) for k in order)
-
     roots = np.array([uf.find(i) for i in range(n)])
     components = [np.flatnonzero(roots == r) for r in np.unique(roots)]
-    sizes = np.array([len(c) for c in components])
-    need = max(min(int(min_faces), num_distinct), int(np.ceil(min_cluster_ratio * sizes.max() - 1e-9)), 1)
-    kept = [c for c in components if len(c) >= need]
     side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
-    if kept and min_size_ratio > 0:
-        largest = max(side[c].mean() for c in kept)
-        kept = [c for c in kept if side[c].mean() >= min_size_ratio * largest]
+    kept, need = _keep_components(
+        components,
+        side,
+        num_distinct,
+        min_faces=min_faces,
+        min_cluster_ratio=min_cluster_ratio,
+        min_size_ratio=min_size_ratio,
+    )
 
     # --- order by mean face size (longer box side), then by face count -----------------------------------------
     width, height = frame_size
