@@ -47,6 +47,13 @@ class PipelineConfig:
         min_size_ratio: identities whose mean face side is below this fraction of the largest are dropped.
         thresholds: MTCNN P/R/O-Net score thresholds (the original's defaults).
         min_face_size: smallest face side MTCNN looks for, in detector pixels.
+        relaxed_retry: when the default pass finds no identity, or none seen on at least
+            ``relaxed_min_coverage`` of the sampled frames, one more pass on contrast-stretched frames at
+            ``relaxed_thresholds`` and ``relaxed_detect_scale`` (hard footage: dark, small or blurred faces); the
+            pass whose best identity is seen on more frames wins. The result says which pass it was.
+        relaxed_min_coverage: fraction of the sampled frames the best identity must cover to skip the retry.
+        relaxed_thresholds: MTCNN thresholds of the relaxed pass.
+        relaxed_detect_scale: detection resolution factor of the relaxed pass.
     """
 
     num_frames: int = 16
@@ -62,6 +69,10 @@ class PipelineConfig:
     min_size_ratio: float = 0.4
     thresholds: tuple[float, float, float] = (0.85, 0.95, 0.95)
     min_face_size: int = 20
+    relaxed_retry: bool = True
+    relaxed_min_coverage: float = 0.25
+    relaxed_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    relaxed_detect_scale: float = 1.0
 
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with some fields changed."""

@@ -449,7 +449,12 @@ class MTCNN(nn.Module):
 
     @torch.inference_mode()
     def detect(
-        self, frames: np.ndarray | Tensor, *, scale: float = 0.5, max_batch_frames: int | None = None
+        self,
+        frames: np.ndarray | Tensor,
+        *,
+        scale: float = 0.5,
+        max_batch_frames: int | None = None,
+        thresholds: Sequence[float] | None = None,
     ) -> list[FrameDetections]:
         """Detect faces on every frame.
 
@@ -457,6 +462,7 @@ class MTCNN(nn.Module):
             frames: (T, H, W, 3) uint8 RGB (numpy or torch, CPU or CUDA); one (H, W, 3) frame is accepted too.
             scale: detection resolution factor (the original: 0.5); boxes are returned at full resolution.
             max_batch_frames: override of the constructor's chunk size.
+            thresholds: override of the constructor's P/R/O-Net thresholds for this call.
 
         Returns:
             T :class:`FrameDetections`, faces sorted by area, largest first.
@@ -471,9 +477,12 @@ class MTCNN(nn.Module):
         if not 0 < scale <= 4:
             raise ValueError(f"scale must be in (0, 4], got {scale}")
         chunk = max_batch_frames or self.max_batch_frames
+        limits = self.thresholds if thresholds is None else tuple(float(t) for t in thresholds)
+        if len(limits) != 3:
+            raise ValueError(f"thresholds must have 3 values (P, R, O), got {thresholds!r}")
         out: list[FrameDetections] = []
         for s in range(0, x.shape[0], chunk):
-            out.extend(self._detect_batch(x[s : s + chunk].to(self.device), scale))
+            out.extend(self._detect_batch(x[s : s + chunk].to(self.device), scale, limits))
         return out
 
     def pyramid_scales(self, height: int, width: int) -> list[float]:
@@ -509,7 +518,7 @@ class MTCNN(nn.Module):
         valid = (x1 > x0) & (y1 > y0)
         return torch.stack([x0, y0, x1, y1], dim=1), valid
 
-    def _stage_one(self, img: Tensor) -> tuple[Tensor, Tensor]:
+    def _stage_one(self, img: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
         """P-Net on the whole pyramid. img (T, 3, h, w) float -> boxes (K, 4), frame ids (K,)."""
         t, _, h, w = img.shape
         dev = img.device
@@ -517,7 +526,7 @@ class MTCNN(nn.Module):
         for si, sc in enumerate(self.pyramid_scales(h, w)):
             level = F.interpolate(img, size=(int(h * sc + 1), int(w * sc + 1)), mode="area")
             reg, prob = self.pnet((level - 127.5) * 0.0078125)
-            mask = prob >= self.thresholds[0]  # (T, h', w')
+            mask = prob >= threshold  # (T, h', w')
             idx = mask.nonzero()  # (K, 3): frame, row, col
             if idx.shape[0] == 0:
                 continue
@@ -542,7 +551,9 @@ class MTCNN(nn.Module):
         boxes_t = boxes_t + regs_t * torch.stack([bw, bh, bw, bh], dim=1)
         return _rerec(boxes_t), fid
 
-    def _detect_batch(self, frames: Tensor, scale: float) -> list[FrameDetections]:
+    def _detect_batch(
+        self, frames: Tensor, scale: float, thresholds: tuple[float, ...]
+    ) -> list[FrameDetections]:
         """The whole cascade on (T, H, W, 3) uint8 frames already on the device."""
         t, full_h, full_w, _ = frames.shape
         img = frames.permute(0, 3, 1, 2).float()
@@ -553,7 +564,7 @@ class MTCNN(nn.Module):
             img = resize_like_pil(img, h, w)
 
         # stage 1: P-Net
-        boxes, fid = self._stage_one(img)
+        boxes, fid = self._stage_one(img, thresholds[0])
         if boxes.shape[0] == 0:
             return [FrameDetections.empty() for _ in range(t)]
         table = _integral_image(img)
@@ -564,7 +575,7 @@ class MTCNN(nn.Module):
         if boxes.shape[0] == 0:
             return [FrameDetections.empty() for _ in range(t)]
         reg, prob = self._run_crops(self.rnet, table, fid, regions, 24)
-        ok = prob > self.thresholds[1]
+        ok = prob > thresholds[1]
         boxes, fid, reg, prob = boxes[ok], fid[ok], reg[ok], prob[ok]
         keep = batched_nms(boxes, prob, fid, 0.7)
         boxes = _rerec(_bbreg(boxes[keep], reg[keep]))
@@ -576,7 +587,7 @@ class MTCNN(nn.Module):
         if boxes.shape[0] == 0:
             return [FrameDetections.empty() for _ in range(t)]
         reg, marks, prob = self._run_crops(self.onet, table, fid, regions, 48)
-        ok = prob > self.thresholds[2]
+        ok = prob > thresholds[2]
         boxes, fid, reg, marks, prob = boxes[ok], fid[ok], reg[ok], marks[ok], prob[ok]
         bw = boxes[:, 2] - boxes[:, 0] + 1
         bh = boxes[:, 3] - boxes[:, 1] + 1

@@ -23,9 +23,23 @@ from mintime import contract
 from mintime.config import PipelineConfig
 from mintime.slots import FaceRecord, NoFaceError, SlotPlan, build_slots
 
-__all__ = ["ClipInfo", "Face", "Identity", "SlotTensors", "FaceStageResult", "FaceStage"]
+__all__ = [
+    "ClipInfo",
+    "Face",
+    "Identity",
+    "SlotTensors",
+    "FaceStageResult",
+    "FaceStage",
+    "PASS_DEFAULT",
+    "PASS_RELAXED",
+    "stretch_contrast",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Values of :attr:`FaceStageResult.detection_pass`.
+PASS_DEFAULT = "default"
+PASS_RELAXED = "relaxed"
 
 
 @dataclass(frozen=True)
@@ -192,7 +206,8 @@ class FaceStageResult:
         identities: every identity the clustering kept as a person (kept in the slots or not).
         plan: the slot plan (None when no face).
         tensors: the slot tensors (empty slots when no face).
-        timings: seconds per step (``detect``, ``identities``, ``crops_slots``).
+        timings: seconds per step (``detect``, ``identities``, ``crops_slots``; ``relaxed`` for a second pass).
+        detection_pass: ``"default"`` or ``"relaxed"`` (the pass whose detections these are).
     """
 
     clip: ClipInfo
@@ -203,6 +218,7 @@ class FaceStageResult:
     plan: SlotPlan | None
     tensors: SlotTensors
     timings: dict[str, float] = field(default_factory=dict)
+    detection_pass: str = PASS_DEFAULT
 
     @property
     def ok(self) -> bool:
@@ -218,6 +234,7 @@ class FaceStageResult:
         out: dict[str, Any] = {
             "clip": self.clip.to_json(),
             "detections": int(sum(len(d.boxes) for d in self.detections)),
+            "detection_pass": self.detection_pass,
         }
         if not self.ok:
             out.update(status=self.status, reason=self.reason, identities=[], slots=[])
@@ -290,24 +307,59 @@ class FaceStage:
     def __call__(self, clip: Any) -> FaceStageResult:
         """Run detect → identities → crops → slots on a decoded clip.
 
+        When the default pass finds no identity and ``cfg.relaxed_retry`` is set, a second pass detects on
+        contrast-stretched frames at the relaxed thresholds and resolution (crops always come from the original
+        frames).
+
         Args:
             clip: a :class:`mintime.video.DecodedClip` (frames (T, H, W, 3) uint8 RGB, indices (T,)).
 
         Returns:
-            The :class:`FaceStageResult`; ``status == "no_face"`` when no identity survives.
+            The :class:`FaceStageResult`; ``status == "no_face"`` when no identity survives either pass.
         """
+        cfg = self.cfg
+        result = self._run(clip, clip.frames, cfg.thresholds, cfg.detect_scale, PASS_DEFAULT, {})
+        needed = cfg.relaxed_min_coverage * len(clip.indices)
+        if not cfg.relaxed_retry or _coverage(result) >= max(needed, 1):
+            return result
+        t0 = time.perf_counter()
+        timings = {f"default_{k}": v for k, v in result.timings.items()}
+        relaxed = self._run(
+            clip,
+            stretch_contrast(clip.frames),
+            cfg.relaxed_thresholds,
+            cfg.relaxed_detect_scale,
+            PASS_RELAXED,
+            timings,
+        )
+        relaxed.timings["relaxed"] = time.perf_counter() - t0
+        if _coverage(relaxed) > _coverage(result):
+            logger.info("the relaxed detection pass found %d identities", len(relaxed.identities))
+            return relaxed
+        result.timings.update(relaxed=relaxed.timings["relaxed"])
+        return result
+
+    def _run(
+        self,
+        clip: Any,
+        detect_frames: np.ndarray,
+        thresholds: tuple[float, ...],
+        scale: float,
+        which: str,
+        timings: dict[str, float],
+    ) -> FaceStageResult:
+        """One pass: detect on ``detect_frames`` (T, H, W, 3) uint8, crop from ``clip.frames``."""
         from mintime.faces.identities import cluster_identities
 
         cfg = self.cfg
         info = ClipInfo.of(clip)
-        timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        detections = self.detector.detect(clip.frames, scale=cfg.detect_scale)
+        detections = self.detector.detect(detect_frames, scale=scale, thresholds=thresholds)
         timings["detect"] = time.perf_counter() - t0
 
         rows = [(t, k) for t, det in enumerate(detections) for k in range(len(det.boxes))]
         if not rows:
-            return self._no_face(info, detections, timings, "no face detected in the sampled frames")
+            return self._no_face(info, detections, timings, "no face detected in the sampled frames", which)
 
         t0 = time.perf_counter()
         positions = np.asarray([t for t, _ in rows], np.int64)
@@ -328,7 +380,7 @@ class FaceStage:
         timings["identities"] = time.perf_counter() - t0
         if not clusters.identities:
             reason = "faces were detected but none recurs enough to form an identity"
-            return self._no_face(info, detections, timings, reason)
+            return self._no_face(info, detections, timings, reason, which)
 
         t0 = time.perf_counter()
         members = [self._faces(clip, detections, rows, [int(i) for i in m]) for m in clusters.identities]
@@ -344,7 +396,7 @@ class FaceStage:
                 mask_regime=cfg.mask_regime,
             )
         except NoFaceError as exc:
-            return self._no_face(info, detections, timings, str(exc))
+            return self._no_face(info, detections, timings, str(exc), which)
         tensors = SlotTensors.from_plan(plan, self._slot_pixels(plan))
         identities = []
         for cid, faces in enumerate(members):
@@ -352,7 +404,9 @@ class FaceStage:
             slots = () if rank is None else tuple(int(s) for s in np.flatnonzero(plan.slot_identity == rank))
             identities.append(Identity(id=cid, faces=tuple(faces), rank=rank, slots=slots))
         timings["crops_slots"] = time.perf_counter() - t0
-        return FaceStageResult(info, contract.STATUS_OK, None, detections, identities, plan, tensors, timings)
+        return FaceStageResult(
+            info, contract.STATUS_OK, None, detections, identities, plan, tensors, timings, which
+        )
 
     @staticmethod
     def _faces(
@@ -391,9 +445,9 @@ class FaceStage:
         return pixels
 
     def _no_face(
-        self, info: ClipInfo, detections: list[Any], timings: dict[str, float], reason: str
+        self, info: ClipInfo, detections: list[Any], timings: dict[str, float], reason: str, which: str
     ) -> FaceStageResult:
-        logger.info("no face: %s", reason)
+        logger.info("no face (%s pass): %s", which, reason)
         return FaceStageResult(
             info,
             contract.STATUS_NO_FACE,
@@ -403,4 +457,33 @@ class FaceStage:
             None,
             SlotTensors.empty(self.cfg.num_slots),
             timings,
+            which,
         )
+
+
+def _coverage(result: FaceStageResult) -> int:
+    """Sampled frames on which the result's best identity is seen (0 without identity)."""
+    return max((len({f.position for f in i.faces}) for i in result.identities), default=0)
+
+
+def stretch_contrast(
+    frames: np.ndarray, *, percentile: float = 99.5, max_gain: float = 8.0, bright: float = 128.0
+) -> np.ndarray:
+    """Brighten dark frames for detection: each frame scaled so its ``percentile`` maps to 255.
+
+    Args:
+        frames: (T, H, W, 3) uint8 RGB.
+        percentile: the brightness level that becomes white (robust to a few hot pixels).
+        max_gain: the largest factor applied (noise is amplified too).
+        bright: frames whose ``percentile`` level is at least this are left as they are.
+
+    Returns:
+        (T, H, W, 3) uint8; bright frames unchanged.
+    """
+    sample = frames[:, ::4, ::4].reshape(len(frames), -1)
+    level = np.percentile(sample, percentile, axis=1).clip(1.0, None)
+    gain = np.where(level >= bright, 1.0, np.clip(255.0 / level, 1.0, max_gain)).astype(np.float32)
+    if not (gain > 1.0).any():
+        return frames
+    out = frames.astype(np.float32) * gain[:, None, None, None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
