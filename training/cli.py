@@ -189,13 +189,20 @@ def run_split(args: argparse.Namespace) -> int:
 
 # --- train -------------------------------------------------------------------------------------------------------
 def _presets() -> str:
-    """``name  first comment line`` of every shipped preset."""
+    """``name  summary`` of every shipped preset (its leading comment, shortened to one line)."""
+    import textwrap
+
     from training.config import CONFIG_DIR
 
     lines = []
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
-        first = next((ln for ln in path.read_text().splitlines() if ln.startswith("#")), "# ")
-        lines.append(f"  {path.stem:<14} {first.lstrip('# ').strip()}")
+        comment = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("# ").strip())
+        summary = textwrap.shorten(" ".join(comment), width=82, placeholder=" ...")
+        lines.append(f"  {path.stem:<14} {summary}")
     return "\n".join(lines)
 
 
@@ -256,7 +263,7 @@ def run_train(args: argparse.Namespace) -> int:
     summary = main(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(
-            f"best epoch {summary['best_epoch']} (val loss {summary['best_val_loss']:.4f}); "
+            f"best epoch {summary['best_epoch'] + 1} (val loss {summary['best_val_loss']:.4f}); "
             f"{summary['epochs_completed']} epochs{' (stopped early)' if summary['stopped_early'] else ''}; "
             f"checkpoint {summary['checkpoint']}"
         )

@@ -18,8 +18,10 @@ logger = logging.getLogger("training.train")
 
 
 def format_duration(seconds: float) -> str:
-    """``"42 s"``, ``"3m 05s"``, ``"2h 07m"`` (rounded to whole seconds / minutes)."""
-    s = max(0, int(round(seconds)))
+    """``"4.2 s"``, ``"42 s"``, ``"3m 05s"``, ``"2h 07m"``."""
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f} s"
+    s = int(round(seconds))
     if s < 60:
         return f"{s} s"
     if s < 3600:

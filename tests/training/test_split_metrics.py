@@ -9,8 +9,8 @@ import pytest
 
 from mintime.slots import FaceRecord, build_slots
 from training.evaluate import format_report, identity_attribution, plot_roc
-from training.metrics import compute_metrics, equal_error_rate, method_metrics, report
 from training.layout import VideoFaces
+from training.metrics import compute_metrics, equal_error_rate, method_metrics, report
 from training.split import ListRow, read_list, split_lists, stratified_split, write_list
 
 
