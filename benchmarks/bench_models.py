@@ -5,10 +5,17 @@ Each case is ``Case(group, variant, build_fn, input_fn)``: ``build_fn()`` return
 and compared with the group's first variant (speed-up column: first's median / this median). To add a network
 (e.g. a backbone), append cases to :func:`cases`.
 
+``--flops`` counts instead of timing (``torch.utils.flop_counter.FlopCounterMode``: matrix products and
+convolutions, 2 FLOP per multiply-add; elementwise ops are not counted) for one video: the temporal model on one
+video's 16 slots, each backbone on its 16 faces, and the whole networks of MINTIME-XC, MINTIME-EF and the demo
+model, with the share of the attention products (QK^T and attention x V) in the temporal model (counted on the
+eager attention path, whose products are plain matmuls).
+
 Usage::
 
     python benchmarks/bench_models.py                     # every case, CPU
     python benchmarks/bench_models.py --filter b1 --repeats 20 --threads 2
+    python benchmarks/bench_models.py --flops             # GFLOP per video
 """
 
 from __future__ import annotations
@@ -135,6 +142,96 @@ def time_group(
     }
 
 
+# --- FLOP counts ------------------------------------------------------------------------------------------------
+#: Whole networks per video: (name, backbone, temporal config factory).
+NETWORKS: tuple[tuple[str, str, Callable[[], TemporalConfig]], ...] = (
+    ("MINTIME-XC", "xception", TemporalConfig.original_xc),
+    ("MINTIME-EF", "efficientnet_b0", TemporalConfig.original_ef),
+    (
+        "demo (mintime/weights/demo.pt)",
+        "efficientnet_lite0",
+        lambda: TemporalConfig(dim=128, depth=2, heads=4, dim_head=32, channels=1280),
+    ),
+)
+
+
+def count_flops(model: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[int, dict[str, int]]:
+    """FLOPs of one forward (FlopCounterMode: matmul/conv/SDPA, 2 per multiply-add).
+
+    Returns:
+        (total, per module: FLOPs spent inside it, children included; keys are the module paths of
+        ``model.named_modules()``, ``""`` = the model).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(*inputs)
+    root = type(model).__name__
+    per_module = {}
+    for key, ops in counter.get_flop_counts().items():
+        if key == root or key.startswith(root + "."):
+            per_module[key[len(root) + 1 :]] = int(sum(ops.values()))
+    return int(counter.get_total_flops()), per_module
+
+
+def attention_product_flops(model: nn.Module, per_module: dict[str, int]) -> int:
+    """FLOPs of the attention products (QK^T, attention x V) of every attention module: its FLOPs minus those
+    of its projections (``to_qkv``, ``to_out``)."""
+    from mintime.models.layers.attention import Attention
+
+    total = 0
+    for name, module in model.named_modules():
+        if isinstance(module, Attention):
+            inner = per_module.get(name, 0)
+            projections = sum(per_module.get(f"{name}.{child}", 0) for child in ("to_qkv", "to_out"))
+            total += inner - projections
+    return total
+
+
+def flops_table() -> list[dict[str, object]]:
+    """Per network: GFLOP of the backbone on 16 faces, of the temporal model on one video, their sum, and the
+    attention products' share of the temporal model."""
+    rows = []
+    for name, backbone_name, temporal_cfg in NETWORKS:
+        cfg = temporal_cfg()
+        torch.manual_seed(0)
+        # eager attention: its products are plain matmuls, which the counter sees (the CPU SDPA kernel has no FLOP
+        # formula registered, so its products would be missed; the two paths compute the same thing)
+        temporal = MintimeTemporal(cfg, attn_impl="eager").eval()
+        t_total, per_module = count_flops(temporal, two_identity_inputs(1, cfg.channels))
+        attention = attention_product_flops(temporal, per_module)
+        backbone = _backbone(backbone_name)
+        faces = torch.rand(F, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 255
+        b_total, _ = count_flops(backbone, (faces,))
+        rows.append(
+            {
+                "network": name,
+                "backbone": backbone_name,
+                "backbone_gflop_16_faces": b_total / 1e9,
+                "temporal_gflop": t_total / 1e9,
+                "attention_products_gflop": attention / 1e9,
+                "attention_share_of_temporal": attention / t_total,
+                "total_gflop_per_video": (b_total + t_total) / 1e9,
+            }
+        )
+    return rows
+
+
+def print_flops(rows: list[dict[str, object]]) -> None:
+    """The table of :func:`flops_table`."""
+    print(
+        f"{'network (one video: 16 faces, 16 slots)':<40} {'backbone':>9} {'temporal':>9} {'attention':>10} "
+        f"{'total':>9}   GFLOP"
+    )
+    for r in rows:
+        print(
+            f"{r['network']:<40} {r['backbone_gflop_16_faces']:>9.1f} {r['temporal_gflop']:>9.1f} "
+            f"{r['attention_products_gflop']:>6.2f} ({100 * r['attention_share_of_temporal']:.1f} %)"
+            f" {r['total_gflop_per_video']:>7.1f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--filter", default="", help="run only cases whose name contains this")
@@ -143,9 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--flops", action="store_true", help="count GFLOP per video instead of timing")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flops:
+        rows = flops_table()
+        print_flops(rows)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(rows, fh, indent=2)
+        return 0
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
 

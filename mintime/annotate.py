@@ -1,27 +1,83 @@
-"""Annotated output video: every frame, one box per identity coloured by its verdict.
+"""Annotated output video: every frame, one box per identity in that identity's own colour, with its scores.
 
 Faces are detected on the sampled frames only; on the frames in between, an identity's box is interpolated
 linearly between its two nearest detections (and held for up to half a sampling step past its first/last one),
-so every frame of the output carries the boxes of the identities visible around it. The file is written to a
-temporary name next to the target and renamed at the end, so a failure never leaves a half-written video.
+so every frame of the output carries the boxes of the identities visible around it.
+
+What is drawn: a box and a filled label per identity (``id 0: fake score 0.99, attention 0.73``; the scores are
+the explanation's attribution scores in [0, 1], not probabilities, so they are not shown as percentages), and a
+headline with the video's verdict (``FAKE: P(fake) = 0.994``) plus optional note lines (for example which model
+answered), on a dark panel so they stay readable on bright scenes. Line widths and text sizes follow the frame
+height. The file is written to a temporary name next to the target and renamed at the end, so a failure never
+leaves a half-written video; the caller gets the path back (and prints it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["write_annotated_video", "identity_tracks", "box_at"]
+__all__ = [
+    "write_annotated_video",
+    "identity_tracks",
+    "box_at",
+    "identity_colour",
+    "label_text",
+    "headline_text",
+    "text_scale",
+    "PALETTE",
+]
 
 logger = logging.getLogger(__name__)
 
-GREEN = (40, 200, 40)
-RED = (230, 40, 40)
-GREY = (160, 160, 160)
+#: Identity colours (RGB), by identity id: distinct hues that stay visible on skin, sky and dark scenes.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (0, 114, 255),  # blue
+    (255, 140, 0),  # orange
+    (0, 200, 120),  # green
+    (230, 30, 140),  # magenta
+    (150, 90, 255),  # violet
+    (0, 200, 230),  # cyan
+    (240, 220, 0),  # yellow
+    (170, 110, 60),  # brown
+)
+_PANEL = (0, 0, 0)
+_PANEL_ALPHA = 0.75
+_FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
+
+
+def identity_colour(identity_id: int) -> tuple[int, int, int]:
+    """The RGB colour of an identity (the same id keeps its colour in every frame and every video)."""
+    return PALETTE[int(identity_id) % len(PALETTE)]
+
+
+def text_scale(frame_height: int) -> float:
+    """OpenCV font scale for labels on a frame of this height (0.6 at 720 p, never below 0.4)."""
+    return max(0.4, 0.6 * frame_height / 720)
+
+
+def label_text(ident: dict[str, Any]) -> str:
+    """``"id 0: fake score 0.99, attention 0.73"``, or ``"id 2: not scored"`` for an identity outside the slots."""
+    score = ident.get("fake_score")
+    if score is None:
+        return f"id {ident['id']}: not scored"
+    text = f"id {ident['id']}: fake score {score:.2f}"
+    if ident.get("attention") is not None:
+        text += f", attention {ident['attention']:.2f}"
+    return text
+
+
+def headline_text(result: dict[str, Any]) -> str:
+    """``"FAKE: P(fake) = 0.994"``, or ``"no face found"``."""
+    p = result.get("fake_probability")
+    if p is None:
+        return "no face found"
+    return f"{str(result.get('label', '?')).upper()}: P(fake) = {p:.3f}"
 
 
 def identity_tracks(result: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
@@ -54,27 +110,101 @@ def box_at(frames: np.ndarray, boxes: np.ndarray, t: int, hold: int) -> np.ndarr
     return None
 
 
-def _label(ident: dict[str, Any]) -> tuple[str, tuple[int, int, int]]:
-    score = ident.get("fake_score")
-    if score is None:
-        return f"id {ident['id']}: not scored", GREY
-    if score > 0.5:
-        return f"id {ident['id']}: Fake {100 * score:.1f}%", RED
-    return f"id {ident['id']}: Pristine {100 * (1 - score):.1f}%", GREEN
+def _text_on_panel(
+    img: np.ndarray,
+    text: str,
+    org: tuple[int, int],
+    scale: float,
+    *,
+    fg: tuple[int, int, int],
+    bg: tuple[int, int, int],
+    alpha: float = 1.0,
+) -> int:
+    """Draw ``text`` with its top-left corner at ``org`` on a filled panel (blended by ``alpha``); returns the
+    panel's height. ``img`` is (H, W, 3) uint8 RGB, changed in place."""
+    import cv2
+
+    thickness = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+    pad = max(2, int(round(th * 0.35)))
+    h, w = img.shape[:2]
+    x0, y0 = max(0, min(org[0], w - tw - 2 * pad)), max(0, min(org[1], h - th - base - 2 * pad))
+    x1, y1 = min(w, x0 + tw + 2 * pad), min(h, y0 + th + base + 2 * pad)
+    if alpha >= 1.0:
+        img[y0:y1, x0:x1] = bg
+    else:
+        region = img[y0:y1, x0:x1].astype(np.float32)
+        img[y0:y1, x0:x1] = (region * (1 - alpha) + np.asarray(bg, np.float32) * alpha).astype(np.uint8)
+    cv2.putText(img, text, (x0 + pad, y0 + pad + th), _FONT, scale, fg, thickness, cv2.LINE_AA)
+    return y1 - y0
+
+
+def _ink_for(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white text, whichever reads better on ``colour`` (relative luminance)."""
+    r, g, b = colour
+    return (0, 0, 0) if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else (255, 255, 255)
+
+
+def draw_frame(
+    img: np.ndarray,
+    boxes: Sequence[tuple[np.ndarray, dict[str, Any]]],
+    headline: str,
+    notes: Sequence[str] = (),
+) -> np.ndarray:
+    """Annotate one frame in place.
+
+    Args:
+        img: (H, W, 3) uint8 RGB, contiguous.
+        boxes: (box [x1, y1, x2, y2] in pixels, identity JSON) of the identities visible in this frame.
+        headline: the verdict line (top left).
+        notes: more lines under the headline.
+
+    Returns:
+        ``img``.
+    """
+    import cv2
+
+    h = img.shape[0]
+    scale = text_scale(h)
+    line = max(2, int(round(h / 300)))
+    for box, ident in boxes:
+        colour = identity_colour(ident["id"])
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(img, (x1, y1), (x2, y2), colour, line if ident.get("fake_score") is not None else 1)
+        text = label_text(ident)
+        (_, th), base = cv2.getTextSize(text, _FONT, scale, max(1, int(round(scale * 2))))
+        panel_h = th + base + 2 * max(2, int(round(th * 0.35)))
+        top = y1 - panel_h if y1 - panel_h >= 0 else y2  # above the box, or below it at the top edge
+        _text_on_panel(img, text, (x1, top), scale, fg=_ink_for(colour), bg=colour)
+    margin = max(4, int(round(h / 100)))
+    y = margin
+    y += _text_on_panel(
+        img, headline, (margin, y), scale * 1.4, fg=(255, 255, 255), bg=_PANEL, alpha=_PANEL_ALPHA
+    )
+    for note in notes:
+        y += _text_on_panel(img, note, (margin, y), scale, fg=(255, 255, 255), bg=_PANEL, alpha=_PANEL_ALPHA)
+    return img
 
 
 def write_annotated_video(
-    source: str | os.PathLike, result: dict[str, Any], target: str | os.PathLike
+    source: str | os.PathLike,
+    result: dict[str, Any],
+    target: str | os.PathLike,
+    *,
+    notes: Sequence[str] = (),
 ) -> Path:
-    """Write ``target`` (H.264 MP4): every frame of ``source`` with identity boxes and scores.
+    """Write ``target`` (H.264 MP4): every frame of ``source`` with identity boxes, scores and the verdict.
 
     Args:
         source: the video that was analysed.
         result: its result dict (:func:`mintime.explain.render_result`).
         target: output path (``.mp4``).
+        notes: extra lines under the headline (e.g. which model answered, a decode warning).
+
+    Returns:
+        The path written (``target``), for the caller to print.
     """
     import av
-    import cv2
 
     from mintime.video import iter_frames, probe
 
@@ -86,8 +216,7 @@ def write_annotated_video(
     step = max(1, int(np.median(np.diff(sampled)))) if len(sampled) > 1 else 1
     hold = max(1, step // 2)
     tracks = identity_tracks(result)
-    p = result.get("fake_probability")
-    headline = "no face found" if p is None else f"{result.get('label', '?')}: P(fake) = {p:.3f}"
+    headline = headline_text(result)
 
     tmp = target.with_name(f".{target.name}.part")
     try:
@@ -100,15 +229,12 @@ def write_annotated_video(
                     stream.width, stream.height = w - w % 2, h - h % 2
                     stream.pix_fmt = "yuv420p"
                 img = np.ascontiguousarray(frame[: stream.height, : stream.width])
+                visible = []
                 for frames, boxes, ident in tracks:
                     box = box_at(frames, boxes, index, hold)
-                    if box is None:
-                        continue
-                    text, colour = _label(ident)
-                    x1, y1, x2, y2 = (int(round(v)) for v in box)
-                    cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
-                    cv2.putText(img, text, (x1, max(15, y1 - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)
-                cv2.putText(img, headline, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
+                    if box is not None:
+                        visible.append((box, ident))
+                draw_frame(img, visible, headline, notes)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     out.mux(packet)
             if stream is None:

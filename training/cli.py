@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from mintime.config import TRAINING_NUM_FRAMES
+
 __all__ = [
     "add_preprocess_arguments",
     "run_preprocess",
@@ -29,25 +31,55 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults appended to every option's help (except unset ones and flags); descriptions and epilogs kept as
+    written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def _describe(p: argparse.ArgumentParser, description: str, epilog: str | None = None) -> None:
+    """Give a subcommand parser (created by :mod:`mintime.cli`) its description, epilog and help layout."""
+    p.formatter_class = HelpFormatter
+    p.description = description
+    p.epilog = epilog
+
+
+def _device(name: str) -> str:
+    """Check ``--device`` before any work (one clear line for a device this machine does not have)."""
+    from training.devices import check_device
+
+    check_device(name)
+    return name
+
+
 # --- preprocess --------------------------------------------------------------------------------------------------
 def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
     """``mintime preprocess VIDEOS_OR_DIRS --out DIR``."""
+    _describe(
+        p,
+        "Detect faces in videos and write the face-crop layout that `mintime train` reads: one folder per video\n"
+        "(boxes.json + one sub-folder of square crops per identity). The stages are those of `mintime predict`.\n"
+        "Finished videos are skipped, so a second run does no work; failures are listed and retried next time.",
+        "example:\n  mintime preprocess videos/ --out data/faces --workers 2\n\n"
+        "An undecodable video gives one FAILED line on stderr (its traceback with `mintime -v preprocess ...`).",
+    )
     p.add_argument("inputs", nargs="+", type=Path, help="video files and/or folders (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output root of the face-crop layout")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
-    from mintime.config import TRAINING_NUM_FRAMES
-
-    p.add_argument(
-        "--num-frames",
-        type=int,
-        default=TRAINING_NUM_FRAMES,
-        help=f"frames sampled per video (default {TRAINING_NUM_FRAMES})",
-    )
-    p.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale (default 0.5)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--num-frames", type=int, default=TRAINING_NUM_FRAMES, help="frames sampled per video")
+    p.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale")
     p.add_argument("--embedder", choices=["dlib", "facenet"], default="dlib", help="identity embedder")
     p.add_argument("--embedder-weights", type=Path, help="FaceNet weights (with --embedder facenet)")
     p.add_argument(
-        "--min-cluster-ratio", type=float, default=0.2, help="drop identities smaller than this share"
+        "--min-cluster-ratio",
+        type=float,
+        default=0.2,
+        help="drop identities smaller than this share of faces",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,8 +95,11 @@ def run_preprocess(args: argparse.Namespace) -> int:
         embedder=args.embedder,
         embedder_weights=str(args.embedder_weights) if args.embedder_weights else None,
         min_cluster_ratio=args.min_cluster_ratio,
-        device=args.device,
+        device=_device(args.device),
     )
+    missing = [str(p) for p in args.inputs if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"not found: {', '.join(missing)}")
     s = preprocess(args.inputs, args.out, cfg=cfg, workers=args.workers, progress=not args.no_progress)
     print(
         f"{s.total} videos: {s.processed} processed, {s.skipped} already done, {len(s.failed)} failed; "
@@ -82,6 +117,15 @@ def run_preprocess(args: argparse.Namespace) -> int:
 # --- split -------------------------------------------------------------------------------------------------------
 def add_split_arguments(p: argparse.ArgumentParser) -> None:
     """``mintime split --train-list L --out DIR`` (stratified validation split by method)."""
+    _describe(
+        p,
+        "Write train.csv and val.csv (a stratified share of every method moved to validation) and, with\n"
+        "--test-list, test.csv, into --out. Nothing moves on disk. Every list must hold both classes and at least\n"
+        "--min-videos videos, otherwise nothing is written (AUC and early stopping need both classes).",
+        "list format: one video per line, '<face folder> <label 0|1> [...] <method id>', space separated.\n\n"
+        "example:\n  mintime split --train-list forgerynet/train_list.txt --test-list forgerynet/val_list.txt \\\n"
+        "      --data-path data/faces --out data/lists --path-map train_video_release/=train/",
+    )
     p.add_argument(
         "--train-list", type=Path, required=True, help="list to split: '<path> <label> ... <method>'"
     )
@@ -90,8 +134,8 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data-path", type=Path, help="face-crop root: drop rows whose folder has no crop")
     p.add_argument("--out", type=Path, required=True, help="folder for train.csv, val.csv, test.csv")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of each method moved to val (0.1)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of each method moved to val")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the split")
     p.add_argument(
         "--path-map",
         action="append",
@@ -99,12 +143,27 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
         metavar="OLD=NEW",
         help="replace a path prefix (repeatable)",
     )
+    p.add_argument(
+        "--min-videos", type=int, default=10, help="smallest acceptable list (each of train/val/test)"
+    )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="write the lists even when one lacks a class or has fewer than --min-videos videos (warns instead)",
+    )
+
+
+def _path_map(items: list[str]) -> dict[str, str]:
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"--path-map takes OLD=NEW, got {', '.join(map(repr, bad))}")
+    return dict(item.split("=", 1) for item in items)
 
 
 def run_split(args: argparse.Namespace) -> int:
     from training.split import split_lists
 
-    path_map = dict(item.split("=", 1) for item in args.path_map)
+    path_map = _path_map(args.path_map)
     s = split_lists(
         args.train_list,
         args.out,
@@ -113,6 +172,8 @@ def run_split(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         path_map=path_map or None,
+        min_videos=args.min_videos,
+        allow_incomplete=args.allow_incomplete,
     )
     for name, counts in s.counts.items():
         methods = ", ".join(f"{k.split('_')[1]}:{v}" for k, v in counts.items() if k.startswith("method_"))
@@ -122,20 +183,74 @@ def run_split(args: argparse.Namespace) -> int:
     for name, n in s.missing.items():
         if n:
             print(f"{name}: {n} rows dropped (no face folder under {args.data_path})")
+    for warning in s.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"lists written to {args.out}")
     return 0
 
 
 # --- train -------------------------------------------------------------------------------------------------------
+def _presets() -> str:
+    """``name  summary`` of every shipped preset (its leading comment, shortened to one line)."""
+    import textwrap
+
+    from training.config import CONFIG_DIR
+
+    lines = []
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        comment = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("# ").strip())
+        summary = textwrap.shorten(" ".join(comment), width=82, placeholder=" ...")
+        lines.append(f"  {path.stem:<14} {summary}")
+    return "\n".join(lines)
+
+
+def _config_keys(width: int = 100) -> str:
+    """Every config key with its default, wrapped (``key=default`` pairs)."""
+    import textwrap
+
+    from training.config import TrainConfig
+
+    pairs = " ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in TrainConfig().to_dict().items()
+    )
+    return textwrap.fill(
+        pairs, width=width, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
+    )
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """``mintime train --config FILE [key=value ...]`` (also under ``torchrun``)."""
-    p.add_argument("--config", help="yaml file or shipped preset name (training/configs/*.yaml)")
+    _describe(
+        p,
+        "Train MINTIME or the frame baseline on a face-crop layout. Settings: dataclass defaults <- --config\n"
+        "(a yaml file or a shipped preset) <- key=value overrides. One line per epoch on stderr (losses, val AUC,\n"
+        "time per epoch, ETA); best.pt, last.pt, last.state.pt, config.yaml, summary.json and tb/ (TensorBoard)\n"
+        "go to output_dir. A non-empty output_dir is refused unless --resume or --overwrite.",
+        f"shipped presets (training/configs/):\n{_presets()}\n\n"
+        f"config keys and their defaults (docs/training.md explains them):\n{_config_keys()}\n\n"
+        "examples:\n"
+        "  mintime train --config demo data_path=outputs/synth/faces train_list=outputs/synth/lists/train.csv \\\n"
+        "      val_list=outputs/synth/lists/val.csv output_dir=outputs/demo\n"
+        "  mintime train --config outputs/demo/config.yaml --resume auto epochs=40     # continue / extend\n"
+        "  torchrun --nproc_per_node 2 -m mintime.cli train --config ...                # several processes",
+    )
+    p.add_argument("--config", help="yaml file or shipped preset name (see below)")
     p.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lr=1e-3 temporal.depth=2"
     )
-    p.add_argument("--output-dir", help="same as output_dir=...")
+    p.add_argument("--output-dir", help="same as output_dir=... (default: outputs/train)")
     p.add_argument("--resume", help="a *.state.pt file, or 'auto' (<output_dir>/last.state.pt)")
-    p.add_argument("--device", help="auto, cpu, cuda")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a non-empty output_dir (its run files are removed)",
+    )
+    p.add_argument("--device", help="auto, cpu, cuda (default: the config's, auto)")
+    p.add_argument("--no-progress", action="store_true", help="no per-epoch lines (they go to the -v log)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -147,10 +262,10 @@ def run_train(args: argparse.Namespace) -> int:
         if getattr(args, key, None):
             overrides.append(f"{key}={getattr(args, key)}")
     cfg = load_config(args.config, overrides)
-    summary = main(cfg)
+    summary = main(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(
-            f"best epoch {summary['best_epoch']} (val loss {summary['best_val_loss']:.4f}); "
+            f"best epoch {summary['best_epoch'] + 1} (val loss {summary['best_val_loss']:.4f}); "
             f"{summary['epochs_completed']} epochs{' (stopped early)' if summary['stopped_early'] else ''}; "
             f"checkpoint {summary['checkpoint']}"
         )
@@ -160,20 +275,29 @@ def run_train(args: argparse.Namespace) -> int:
 # --- evaluate ----------------------------------------------------------------------------------------------------
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """``mintime evaluate --checkpoint CK --list test.csv --data-path FACES [--out DIR]``."""
+    _describe(
+        p,
+        "Score every video of a list with a trained checkpoint (MINTIME or baseline) and print accuracy, AUC, F1,\n"
+        "AP and EER: overall, for multi-identity videos, per method, and (MINTIME) how often the most-attended\n"
+        "identity is the manipulated one. Slots are built as at inference; slots, identities and mask regime\n"
+        "default to the checkpoint's training config.",
+        "example:\n  mintime evaluate --checkpoint outputs/demo/best.pt --list outputs/synth/lists/test.csv \\\n"
+        "      --data-path outputs/synth/faces --out outputs/demo/test",
+    )
     p.add_argument(
         "--checkpoint", type=Path, required=True, help="best.pt of `mintime train` (MINTIME or baseline)"
     )
     p.add_argument("--list", type=Path, required=True, help="'<folder> <label> <method>' list to score")
     p.add_argument("--data-path", type=Path, required=True, help="face-crop root")
     p.add_argument("--out", type=Path, help="write metrics.json, predictions.csv, roc.png here")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--batch-size", type=int, default=8, help="videos per forward")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument(
         "--only-multi-identity", action="store_true", help="keep videos with >= 2 identity folders"
     )
-    p.add_argument("--methods", type=int, nargs="*", help="keep these method ids")
-    p.add_argument("--max-videos", type=int, default=-1)
+    p.add_argument("--methods", type=int, nargs="*", help="keep these method ids (default: all)")
+    p.add_argument("--max-videos", type=int, default=-1, help="score at most this many videos (-1 = all)")
     p.add_argument("--cache-dir", type=Path, help="feature cache (used when the backbone is the stock one)")
     p.add_argument("--max-identities", type=int, help="override the checkpoint's max_identities")
     p.add_argument("--mask-regime", choices=["correct", "all_true"], help="override the checkpoint's regime")
@@ -194,12 +318,15 @@ def _method_names(list_file: Path) -> dict[int, str] | None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_checkpoint, format_report
 
+    for what, path in (("checkpoint", args.checkpoint), ("list", args.list), ("data path", args.data_path)):
+        if not path.exists():
+            raise FileNotFoundError(f"{what} not found: {path}")
     rep = evaluate_checkpoint(
         args.checkpoint,
         args.list,
         args.data_path,
         args.out,
-        device=args.device,
+        device=_device(args.device),
         batch_size=args.batch_size,
         workers=args.workers,
         only_multi_identity=args.only_multi_identity,
@@ -229,33 +356,55 @@ def _default_data_dir() -> Path:
 
 
 def _three(text: str) -> dict[str, int]:
-    parts = [int(v) for v in text.split(",")]
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError("give three counts: train,val,test")
+    try:
+        parts = [int(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or min(parts) < 0:
+        raise argparse.ArgumentTypeError(f"give three counts train,val,test (e.g. 90,26,40), got {text!r}")
     return dict(zip(("train", "val", "test"), parts, strict=True))
 
 
 def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     """``mintime synth --out DIR`` (synthetic face-swap benchmark from real clips)."""
+    _describe(
+        p,
+        "Build the synthetic face-swap benchmark the demo model is trained on: short clips cut from real videos\n"
+        "and portraits, each in a pristine version and versions with one or both identities swapped, encoded\n"
+        "as H.264 (videos/), laid out as face crops (faces/) with train/val/test lists (lists/). Methods:\n"
+        "0 pristine, 1 single identity swapped, 2 one of two identities swapped, 3 both swapped. A second run\n"
+        "completes a partial build.",
+        "example (the demo benchmark, ~6 min on 2 CPU cores):\n"
+        "  mintime synth --out outputs/synth --pairs 90,26,50 --workers 2",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (videos/, faces/, lists/)")
     p.add_argument(
-        "--data-dir", type=Path, default=None, help="folder with videos/ and images/ (../shared/data)"
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder with videos/ and images/ (default: ../shared/data)",
     )
     p.add_argument("--videos", type=Path, nargs="*", help="source videos (default: data-dir/videos/*.mp4)")
     p.add_argument("--images", type=Path, nargs="*", help="source images (default: the four portraits)")
     p.add_argument(
-        "--singles", type=_three, default="100,28,32", help="single-person base clips train,val,test"
+        "--singles",
+        type=_three,
+        default="100,28,32",
+        help="single-person base clips per split train,val,test",
     )
     p.add_argument("--pairs", type=_three, default="90,26,40", help="two-person base clips train,val,test")
     p.add_argument(
-        "--both-fake-fraction", type=float, default=0.3, help="pairs that also get a both-swapped clip"
+        "--both-fake-fraction",
+        type=float,
+        default=0.3,
+        help="share of pairs that also get a both-swapped clip",
     )
-    p.add_argument("--clip-frames", type=int, default=40)
+    p.add_argument("--clip-frames", type=int, default=40, help="frames per clip")
     p.add_argument("--layout-frames", type=int, default=16, help="frames sampled per clip for the face crops")
-    p.add_argument("--strength", type=float, default=1.0, help="artefact strength (lower = subtler)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--strength", type=float, default=1.0, help="artefact strength 0..1 (lower = subtler)")
+    p.add_argument("--seed", type=int, default=0, help="recipe seed (the benchmark is a function of it)")
+    p.add_argument("--workers", type=int, default=1, help="processes rendering clips")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -268,8 +417,13 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.images is not None:
         images = [str(i) for i in args.images]
     if not videos and not images:
-        print(f"no source videos/images (looked in {data_dir}); give --videos/--images", file=sys.stderr)
+        print(
+            f"error: no source videos/images (looked in {data_dir}); give --videos/--images", file=sys.stderr
+        )
         return 2
+    missing = [p for p in videos + images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"source not found: {', '.join(missing)}")
     singles = args.singles if isinstance(args.singles, dict) else _three(args.singles)
     pairs = args.pairs if isinstance(args.pairs, dict) else _three(args.pairs)
     cfg = SynthConfig(
@@ -292,4 +446,6 @@ def run_synth(args: argparse.Namespace) -> int:
     for split, c in s["counts"].items():
         print(f"  {split}: {c}")
     print(f"lists: {', '.join(s['lists'].values())}")
+    for name, err in s["failed"].items():
+        print(f"FAILED {name}: {err}", file=sys.stderr)
     return 1 if s["failed"] else 0

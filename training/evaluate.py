@@ -1,10 +1,10 @@
-"""Evaluation: metrics (scikit-learn) and ``mintime evaluate`` (checkpoint × list → JSON, CSV, ROC plot).
+"""``mintime evaluate``: a trained checkpoint × a list → metrics, per-video predictions and a ROC plot.
 
-Metrics (:func:`compute_metrics`): accuracy at 0.5, balanced accuracy, AUC, F1, average precision, equal error
-rate (with its threshold), unweighted BCE loss. ``mintime evaluate`` reports them overall, for the
-multi-identity subset (videos with two or more identity folders, the original's ``--only_multiidentity``), per
-method id (accuracy as the original's per-class errors; plus the AUC of that method's videos against the
-pristine ones, overall and within the multi-identity subset).
+The metrics themselves are :mod:`training.metrics` (shared with validation during training). ``mintime evaluate``
+reports them overall, for the multi-identity subset (videos with two or more identity folders, the original's
+``--only_multiidentity``), per method id (accuracy as the original's per-class errors; plus the AUC of that
+method's videos against the pristine ones, overall and within the multi-identity subset), and for MINTIME the
+identity attribution (:func:`identity_attribution`).
 
 Outputs in ``--out``: ``metrics.json``, ``predictions.csv`` (one row per video: path, label, method,
 identities, logit, probability, prediction) and ``roc.png`` (matplotlib, Agg backend).
@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from training.metrics import report
+from training.metrics import sigmoid as _sigmoid
+
 __all__ = [
-    "equal_error_rate",
-    "compute_metrics",
-    "method_metrics",
-    "report",
     "write_predictions_csv",
     "plot_roc",
     "evaluate_checkpoint",
@@ -36,140 +35,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
-
-
-def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """Equal error rate: where the false-positive rate equals the false-negative rate on the ROC curve.
-
-    Linear interpolation between the two ROC points that bracket ``FNR - FPR = 0``.
-
-    Args:
-        labels: (N,) 0/1 (1 = fake = positive).
-        scores: (N,) higher = more likely fake.
-
-    Returns:
-        (eer in [0, 1], threshold at the crossing; +inf/-inf at the ends).
-
-    Raises:
-        ValueError: only one class present.
-    """
-    from sklearn.metrics import roc_curve
-
-    labels = np.asarray(labels).astype(int)
-    if len(np.unique(labels)) < 2:
-        raise ValueError("EER needs both classes")
-    fpr, tpr, thr = roc_curve(labels, np.asarray(scores, np.float64))
-    fnr = 1.0 - tpr
-    d = fnr - fpr  # starts at 1, decreases to -1
-    i = int(np.argmax(d <= 0))
-    if i == 0:
-        return float(fpr[0]), float(thr[0])
-    t = d[i - 1] / (d[i - 1] - d[i])
-    eer = fpr[i - 1] + t * (fpr[i] - fpr[i - 1])
-    lo, hi = thr[i - 1], thr[i]
-    threshold = hi if not np.isfinite(lo) else lo + t * (hi - lo)
-    return float(eer), float(threshold)
-
-
-def compute_metrics(
-    labels: np.ndarray, scores: np.ndarray, *, logits: bool = False, threshold: float = 0.5
-) -> dict[str, Any]:
-    """Binary detection metrics.
-
-    Args:
-        labels: (N,) 0/1, 1 = fake.
-        scores: (N,) P(fake), or logits when ``logits`` is True.
-        logits: ``scores`` are logits (sigmoid applied here).
-        threshold: decision threshold on P(fake).
-
-    Returns:
-        ``n``, ``n_real``, ``n_fake``, ``accuracy``, ``balanced_accuracy``, ``auc``, ``ap``, ``f1``, ``eer``,
-        ``eer_threshold`` (P(fake)), ``bce`` (unweighted). AUC, AP, EER are None with a single class.
-    """
-    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
-
-    y = np.asarray(labels).astype(int).reshape(-1)
-    s = np.asarray(scores, np.float64).reshape(-1)
-    p = _sigmoid(s) if logits else s
-    n = len(y)
-    out: dict[str, Any] = {"n": n, "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum())}
-    if n == 0:
-        return {
-            **out,
-            **dict.fromkeys(
-                ("accuracy", "balanced_accuracy", "auc", "ap", "f1", "eer", "eer_threshold", "bce")
-            ),
-        }
-    pred = (p > threshold).astype(int)
-    out["accuracy"] = float((pred == y).mean())
-    recalls = [float((pred[y == c] == c).mean()) for c in (0, 1) if (y == c).any()]
-    out["balanced_accuracy"] = float(np.mean(recalls))
-    out["f1"] = float(f1_score(y, pred, zero_division=0))
-    eps = 1e-7
-    pc = np.clip(p, eps, 1 - eps)
-    out["bce"] = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
-    if len(np.unique(y)) == 2:
-        out["auc"] = float(roc_auc_score(y, p))
-        out["ap"] = float(average_precision_score(y, p))
-        out["eer"], out["eer_threshold"] = equal_error_rate(y, p)
-    else:
-        out["auc"] = out["ap"] = out["eer"] = out["eer_threshold"] = None
-    return out
-
-
-def method_metrics(labels: np.ndarray, probs: np.ndarray, methods: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Per method id: ``n``, ``accuracy`` (1 - the original's per-class error rate) and, for manipulated
-    methods, ``auc_vs_real`` (that method's videos against all pristine videos of the same set)."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(labels).astype(int)
-    p = np.asarray(probs, np.float64)
-    m = np.asarray(methods).astype(int)
-    real = y == 0
-    out: dict[str, dict[str, Any]] = {}
-    for method in sorted(np.unique(m).tolist()):
-        sel = m == method
-        acc = float(((p[sel] > 0.5).astype(int) == y[sel]).mean())
-        entry: dict[str, Any] = {
-            "n": int(sel.sum()),
-            "accuracy": acc,
-            "errors": int(round((1 - acc) * sel.sum())),
-        }
-        fake_sel = sel & (y == 1)
-        if fake_sel.any() and real.any():
-            both = fake_sel | real
-            entry["auc_vs_real"] = float(roc_auc_score(y[both], p[both]))
-        out[str(method)] = entry
-    return out
-
-
-def report(pred: dict[str, np.ndarray], *, method_names: dict[int, str] | None = None) -> dict[str, Any]:
-    """Full metrics of a prediction table (``label``, ``logit``, ``method``, ``num_identities`` arrays)."""
-    y, logit = pred["label"], pred["logit"]
-    p = _sigmoid(logit)
-    multi = np.asarray(pred["num_identities"]) >= 2
-    out: dict[str, Any] = {
-        "overall": compute_metrics(y, p),
-        "per_method": method_metrics(y, p, pred["method"]),
-        "multi_identity": compute_metrics(y[multi], p[multi]),
-        "multi_identity_per_method": method_metrics(y[multi], p[multi], pred["method"][multi])
-        if multi.any()
-        else {},
-    }
-    if method_names:
-        out["method_names"] = {str(k): v for k, v in method_names.items()}
-    return out
-
-
 def identity_attribution(dataset: Any, pred: dict[str, np.ndarray]) -> dict[str, Any]:
     """How often MINTIME's attention points at the manipulated person.
 
     Over the videos whose ``boxes.json`` carries per-identity labels (the synthetic benchmark) and that have two or
     more kept identities of which exactly one is manipulated: the share where the identity with the largest
-    attention (:func:`mintime.explain.slot_scores` "combined", summed per identity) is the manipulated one.
+    attention (:func:`mintime.explain.explain_video`, the explanation ``mintime predict`` gives) is the manipulated one.
 
     Args:
         dataset: the :class:`training.dataset.FaceVideoDataset` that produced ``pred``.
@@ -179,7 +50,7 @@ def identity_attribution(dataset: Any, pred: dict[str, np.ndarray]) -> dict[str,
         ``videos`` (how many qualified), ``top_identity_is_manipulated`` (share, None when no video qualified),
         ``mean_attention_on_manipulated``.
     """
-    from mintime.explain import identity_scores, slot_scores
+    from mintime.explain import explain_video
 
     hits, shares = [], []
     for j, idx in enumerate(pred["index"].tolist()):
@@ -191,8 +62,10 @@ def identity_attribution(dataset: Any, pred: dict[str, np.ndarray]) -> dict[str,
         kept = [labels[k] for k in plan.identity_order]
         if len(kept) < 2 or sum(kept) != 1:
             continue
-        scores = slot_scores(pred["cls_attention"][j], num_slots=plan.num_slots, mask=~plan.is_dummy)
-        per_identity = identity_scores(scores["combined"], plan.slot_identity, len(kept))
+        owner = np.where(plan.is_dummy, -1, plan.slot_identity)
+        per_identity = explain_video(
+            float(pred["logit"][j]), pred["cls_attention"][j], owner
+        ).identity_attention
         target = kept.index(1)
         hits.append(int(np.argmax(per_identity)) == target)
         shares.append(float(per_identity[target] / max(per_identity.sum(), 1e-12)))
@@ -268,6 +141,11 @@ def format_report(rep: dict[str, Any]) -> str:
     """A short human-readable table of a :func:`report`."""
     names = {int(k): v for k, v in rep.get("method_names", {}).items()}
     lines = []
+    model = rep.get("model") or {}
+    if model:
+        lines.append(f"model: {model.get('name')} ({model.get('kind')}, {model.get('backbone')} backbone)")
+        if model.get("caveat"):
+            lines.append(f"note: {model['caveat']}")
     for key, title in (
         ("overall", "all videos"),
         ("multi_identity", "multi-identity videos (>= 2 identities)"),
@@ -339,14 +217,71 @@ def evaluate_checkpoint(
     import torch
     from torch.utils.data import DataLoader
 
-    from training.dataset import FaceVideoDataset, load_rows
-    from training.features import FeatureCache, weights_tag
     from training.modeling import load_model
     from training.train import predict_loader
 
     loaded = load_model(checkpoint)
+    ds = _scoring_dataset(
+        loaded,
+        list_file,
+        data_path,
+        device=device,
+        only_multi_identity=only_multi_identity,
+        methods=methods,
+        max_videos=max_videos,
+        cache_dir=cache_dir,
+        max_identities=max_identities,
+        mask_regime=mask_regime,
+    )
+    dev = torch.device(device)
+    model = loaded.model.to(dev).eval()
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+    pred = predict_loader(model, loader, dev, attention=loaded.kind == "mintime")
+    rep = report(pred, method_names=method_names)
+    if loaded.kind == "mintime":
+        rep["identity_attribution"] = identity_attribution(ds, pred)
+    rep.update(
+        checkpoint=str(checkpoint),
+        list=str(list_file),
+        kind=loaded.kind,
+        backbone=loaded.backbone,
+        model=loaded.info,
+    )
+    if out_dir is not None:
+        rep["outputs"] = _write_outputs(
+            Path(out_dir), ds, pred, rep, title=f"{loaded.kind} on {Path(list_file).name}"
+        )
+    return rep
+
+
+def _scoring_dataset(
+    loaded: Any,
+    list_file: str | Path,
+    data_path: str | Path,
+    *,
+    device: str,
+    only_multi_identity: bool,
+    methods: list[int] | None,
+    max_videos: int,
+    cache_dir: str | Path | None,
+    max_identities: int | None,
+    mask_regime: str | None,
+) -> Any:
+    """The :class:`training.dataset.FaceVideoDataset` of a list, built as at inference with the checkpoint's
+    training settings (feature cache filled first when one is asked for and the backbone is the stock one).
+
+    Raises:
+        ValueError: no video of the list has faces under ``data_path``.
+    """
+    from training.dataset import FaceVideoDataset, load_rows
+    from training.features import FeatureCache, weights_tag
+
     tcfg = loaded.metadata.get("training_config", {})
     rows = load_rows(list_file, data_path, methods=methods, max_videos=max_videos)
+    if not rows:
+        raise ValueError(
+            f"no video of {list_file} has face crops under {data_path} (run `mintime preprocess`?)"
+        )
     cache = None
     if cache_dir is not None and loaded.backbone_stock:
         cache = FeatureCache(
@@ -371,28 +306,24 @@ def evaluate_checkpoint(
         keep = [i for i in range(len(ds)) if sum(1 for ident in ds.scan(i).identities if ident) >= 2]
         ds.rows = [ds.rows[i] for i in keep]
         ds._scans = {}
-    dev = torch.device(device)
-    model = loaded.model.to(dev).eval()
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
-    pred = predict_loader(model, loader, dev, attention=loaded.kind == "mintime")
-    rep = report(pred, method_names=method_names)
-    if loaded.kind == "mintime":
-        rep["identity_attribution"] = identity_attribution(ds, pred)
-    rep.update(checkpoint=str(checkpoint), list=str(list_file), model=loaded.kind, backbone=loaded.backbone)
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [ds.rows[int(i)].path for i in pred["index"]]
-        outputs = {"predictions": str(write_predictions_csv(out / "predictions.csv", paths, pred))}
-        p = _sigmoid(pred["logit"])
-        multi = pred["num_identities"] >= 2
-        curves = {"all videos": (pred["label"], p)}
-        if multi.any():
-            curves["multi-identity"] = (pred["label"][multi], p[multi])
-        roc = plot_roc(out / "roc.png", curves, title=f"{loaded.kind} on {Path(list_file).name}")
-        if roc is not None:
-            outputs["roc"] = str(roc)
-        outputs["metrics"] = str(out / "metrics.json")
-        rep["outputs"] = outputs
-        (out / "metrics.json").write_text(json.dumps(rep, indent=2))
-    return rep
+    return ds
+
+
+def _write_outputs(
+    out: Path, ds: Any, pred: dict[str, np.ndarray], rep: dict[str, Any], *, title: str
+) -> dict[str, str]:
+    """``predictions.csv``, ``roc.png`` (all videos and the multi-identity subset) and ``metrics.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [ds.rows[int(i)].path for i in pred["index"]]
+    outputs = {"predictions": str(write_predictions_csv(out / "predictions.csv", paths, pred))}
+    p = _sigmoid(pred["logit"])
+    multi = pred["num_identities"] >= 2
+    curves = {"all videos": (pred["label"], p)}
+    if multi.any():
+        curves["multi-identity"] = (pred["label"][multi], p[multi])
+    roc = plot_roc(out / "roc.png", curves, title=title)
+    if roc is not None:
+        outputs["roc"] = str(roc)
+    outputs["metrics"] = str(out / "metrics.json")
+    (out / "metrics.json").write_text(json.dumps({**rep, "outputs": outputs}, indent=2))
+    return outputs

@@ -156,7 +156,9 @@ class VideoClassifier(nn.Module):
 def build_model(cfg: TrainConfig) -> VideoClassifier:
     """Backbone + head from a training config."""
     backbone = build_backbone(cfg)
-    channels = int(getattr(backbone, "out_channels", 0)) or int(cfg.temporal.get("channels", contract.DEFAULT_CHANNELS))
+    channels = int(getattr(backbone, "out_channels", 0)) or int(
+        cfg.temporal.get("channels", contract.DEFAULT_CHANNELS)
+    )
     torch.manual_seed(cfg.seed)
     if cfg.model == "mintime":
         head: nn.Module = MintimeTemporal(temporal_config_for(cfg, channels))

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import time
+import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -132,6 +133,51 @@ def clean_stale_tmp(out_root: str | Path) -> int:
     return removed
 
 
+def _write_identity_crops(
+    video_folder: Path,
+    rank: int,
+    faces: Sequence[dict[str, Any]],
+    frames: np.ndarray,
+    pos: dict[int, int],
+    size: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """Write one identity's crops as ``<rank>/<frame>_<face>.png`` (BGR); their ``boxes.json`` entries.
+
+    Args:
+        video_folder: the (temporary) video folder.
+        rank: identity index (its sub-folder).
+        faces: ``frame``, ``face``, ``box`` of each face, and optionally its ``crop`` (the face stage's, else
+            cut here from ``frames``).
+        frames: (T, H, W, 3) uint8 RGB sampled frames; ``pos`` maps a frame index to its row.
+        size: (width, height) of the video.
+    """
+    import cv2
+
+    from mintime.faces.crops import crop_face, square_crop_box
+
+    folder = video_folder / str(rank)
+    folder.mkdir()
+    entries = []
+    for face in faces:
+        frame, k = int(face["frame"]), int(face["face"])
+        box = np.asarray(face["box"], np.float32)
+        crop = face["crop"] if face.get("crop") is not None else crop_face(frames[pos[frame]], box)
+        name = face_file_name(frame, k)
+        if not cv2.imwrite(str(folder / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {folder / name}")
+        x0, y0, x1, y1 = (int(v) for v in square_crop_box(box, *size))
+        entries.append(
+            {
+                "frame": frame,
+                "face": k,
+                "box": [round(float(v), 2) for v in box],
+                "crop": [x0, y0, x1, y1],
+                "file": f"{rank}/{name}",
+            }
+        )
+    return entries
+
+
 def write_video_faces(
     out_root: str | Path,
     rel: str,
@@ -162,10 +208,6 @@ def write_video_faces(
     Returns:
         (final folder, number of crops written).
     """
-    import cv2
-
-    from mintime.faces.crops import crop_face, square_crop_box
-
     final = Path(out_root) / rel
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
@@ -173,33 +215,13 @@ def write_video_faces(
         shutil.rmtree(tmp)
     tmp.mkdir()
     pos = {int(f): t for t, f in enumerate(frame_indices)}
-    width, height = int(video_info["width"]), int(video_info["height"])
+    size = (int(video_info["width"]), int(video_info["height"]))
     ident_json = []
-    written = 0
     try:
         for rank, faces in enumerate(identities):
-            folder = tmp / str(rank)
-            folder.mkdir()
-            entries = []
-            for face in faces:
-                frame, k = int(face["frame"]), int(face["face"])
-                box = np.asarray(face["box"], np.float32)
-                crop = face["crop"] if face.get("crop") is not None else crop_face(frames[pos[frame]], box)
-                name = face_file_name(frame, k)
-                if not cv2.imwrite(str(folder / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-                    raise OSError(f"cannot write {folder / name}")
-                written += 1
-                x0, y0, x1, y1 = (int(v) for v in square_crop_box(box, width, height))
-                entries.append(
-                    {
-                        "frame": frame,
-                        "face": k,
-                        "box": [round(float(v), 2) for v in box],
-                        "crop": [x0, y0, x1, y1],
-                        "file": f"{rank}/{name}",
-                    }
-                )
+            entries = _write_identity_crops(tmp, rank, faces, frames, pos, size)
             ident_json.append({"id": rank, "faces": entries})
+        written = sum(len(i["faces"]) for i in ident_json)
         write_boxes_json(
             tmp,
             {
@@ -295,8 +317,13 @@ def _run_one(args: tuple[str, str, str]) -> dict[str, Any]:
     try:
         return process_video(video, rel, out_root)
     except Exception as exc:  # reported in the summary; the video is retried on the next run
-        logger.exception("failed on %s", video)
-        return {"rel": rel, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
+        # the traceback travels back with the result (a worker process has no logging set up)
+        return {
+            "rel": rel,
+            "status": "error",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
 
 
 def preprocess(
@@ -347,6 +374,7 @@ def preprocess(
     def account(res: dict[str, Any]) -> None:
         if res["status"] == "error":
             summary.failed[res["rel"]] = res["error"]
+            logger.info("%s failed:\n%s", res["rel"], res.get("traceback", "").rstrip())
         else:
             summary.processed += 1
             summary.faces_written += int(res["faces"])

@@ -5,7 +5,9 @@ List format (the original's ``csv/*.csv``): one video per line, space separated,
 the last column (0 = pristine, 1..8 = ForgeryNet methods). With only two columns the method is the label.
 
 Differences from the original: nothing is moved on disk (the split is three list files), the per-method
-validation counts are rounded rather than truncated, and rows are never lost to truncation.
+validation counts are rounded rather than truncated, rows are never lost to truncation, and a split whose lists
+lack a class or are too small is refused (:func:`check_lists`) instead of producing a run without a validation
+AUC.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "stratified_split",
     "filter_existing",
     "split_lists",
+    "check_lists",
     "SplitSummary",
+    "SplitError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ def read_list(path: str | Path, *, path_map: dict[str, str] | None = None) -> li
     Raises:
         ValueError: a line with fewer than two columns or a non-integer label/method.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"list file not found: {path}")
     rows: list[ListRow] = []
     for n, raw in enumerate(Path(path).read_text().splitlines(), 1):
         line = raw.strip()
@@ -121,16 +127,27 @@ def stratified_split(
     return train, val
 
 
+class SplitError(ValueError):
+    """A list of the split would be unusable (a class missing, or too few videos)."""
+
+
 @dataclass
 class SplitSummary:
-    """Counts per list and method, and the rows dropped because their face folder is missing."""
+    """Counts per list and method, the rows dropped because their face folder is missing, and the problems
+    written anyway (``allow_incomplete``)."""
 
     counts: dict[str, dict[str, int]]
     missing: dict[str, int]
     outputs: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"counts": self.counts, "missing": self.missing, "outputs": self.outputs}
+        return {
+            "counts": self.counts,
+            "missing": self.missing,
+            "outputs": self.outputs,
+            "warnings": self.warnings,
+        }
 
 
 def _counts(rows: list[ListRow]) -> dict[str, int]:
@@ -144,6 +161,36 @@ def _counts(rows: list[ListRow]) -> dict[str, int]:
     return out
 
 
+def check_lists(lists: dict[str, list[ListRow]], *, min_videos: int = 10) -> list[str]:
+    """The problems of a split: every list needs both classes (AUC, EER and the class weight are undefined
+    otherwise) and at least ``min_videos`` videos.
+
+    Args:
+        lists: name (``train``, ``val``, ``test``) → rows.
+        min_videos: smallest acceptable list.
+
+    Returns:
+        One sentence per problem (empty: the split is usable).
+    """
+    problems = []
+    for name, rows in lists.items():
+        real = sum(r.label == 0 for r in rows)
+        fake = len(rows) - real
+        lacks = [c for c, n in (("pristine (label 0)", real), ("fake (label 1)", fake)) if n == 0]
+        if lacks or len(rows) < min_videos:
+            why = []
+            if lacks:
+                why.append(f"no {' and no '.join(lacks)} video")
+            if len(rows) < min_videos:
+                why.append(f"fewer than {min_videos} videos")
+            n = len(rows)
+            problems.append(
+                f"{name}.csv would hold {n} video{'' if n == 1 else 's'} ({real} real / {fake} fake): "
+                + ", ".join(why)
+            )
+    return problems
+
+
 def split_lists(
     train_list: str | Path,
     out_dir: str | Path,
@@ -153,8 +200,13 @@ def split_lists(
     val_fraction: float = 0.1,
     seed: int = 42,
     path_map: dict[str, str] | None = None,
+    min_videos: int = 10,
+    allow_incomplete: bool = False,
 ) -> SplitSummary:
     """Write ``train.csv``, ``val.csv`` (stratified by method) and ``test.csv`` into ``out_dir``.
+
+    Nothing is written when a list would lack a class or hold fewer than ``min_videos`` videos (see
+    :func:`check_lists`), unless ``allow_incomplete``.
 
     Args:
         train_list: the list to split (ForgeryNet *Training*).
@@ -164,28 +216,42 @@ def split_lists(
         val_fraction: fraction of each method moved to validation.
         seed: random seed of the split.
         path_map: prefix replacements for the paths (see :func:`read_list`).
+        min_videos: smallest acceptable list.
+        allow_incomplete: write the lists anyway; the problems become ``warnings`` of the summary.
+
+    Raises:
+        SplitError: a list is unusable and ``allow_incomplete`` is False.
     """
     out = Path(out_dir)
     rows = read_list(train_list, path_map=path_map)
+    test = read_list(test_list, path_map=path_map) if test_list is not None else None
     missing: dict[str, int] = {}
     if data_path is not None:
         rows, lost = filter_existing(rows, data_path)
         missing["train"] = len(lost)
         if lost:
             logger.warning("%d rows of %s have no face folder under %s", len(lost), train_list, data_path)
-    train, val = stratified_split(rows, val_fraction, seed)
-    outputs = {
-        "train": str(write_list(train, out / "train.csv")),
-        "val": str(write_list(val, out / "val.csv")),
-    }
-    counts = {"train": _counts(train), "val": _counts(val)}
-    if test_list is not None:
-        test = read_list(test_list, path_map=path_map)
-        if data_path is not None:
+        if test is not None:
             test, lost = filter_existing(test, data_path)
             missing["test"] = len(lost)
-        outputs["test"] = str(write_list(test, out / "test.csv"))
-        counts["test"] = _counts(test)
-    summary = SplitSummary(counts=counts, missing=missing, outputs=outputs)
+    train, val = stratified_split(rows, val_fraction, seed)
+    lists = {"train": train, "val": val, **({"test": test} if test is not None else {})}
+    problems = check_lists(lists, min_videos=min_videos)
+    if problems and not allow_incomplete:
+        dropped = (
+            f" ({sum(missing.values())} rows dropped: no face folder under {data_path})"
+            if any(missing.values())
+            else ""
+        )
+        raise SplitError(
+            "; ".join(problems)
+            + f"{dropped}. Nothing written. Add videos, change --val-fraction or --min-videos, or pass "
+            "--allow-incomplete to write these lists anyway"
+        )
+    for problem in problems:
+        logger.info("written anyway (allow_incomplete): %s", problem)
+    outputs = {name: str(write_list(part, out / f"{name}.csv")) for name, part in lists.items()}
+    counts = {name: _counts(part) for name, part in lists.items()}
+    summary = SplitSummary(counts=counts, missing=missing, outputs=outputs, warnings=problems)
     (out / "split_summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     return summary

@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import time
+import traceback
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -757,17 +758,22 @@ def _encode(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     import av
 
     tmp = path.with_name(f".{path.name}.tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+    try:
+        with av.open(str(tmp), "w") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            for f in frames:
+                for packet in stream.encode(
+                    av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+                ):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted encode leaves nothing behind
 
 
 def write_clip(
@@ -851,12 +857,92 @@ def _init_worker(meta_paths: list[str]) -> None:
 
 
 def _work(spec_dict: dict[str, Any], out: str, cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    spec = ClipSpec.from_dict(spec_dict)
+    return _write_or_report(ClipSpec.from_dict(spec_dict), _SOURCES, Path(out), SynthConfig(**cfg_dict))
+
+
+def _write_or_report(
+    spec: ClipSpec, sources: dict[str, Source], out: Path, cfg: SynthConfig
+) -> dict[str, Any]:
+    """:func:`write_clip`, with a failure turned into an ``error`` result (its traceback included for ``-v``)."""
     try:
-        return write_clip(spec, _SOURCES, out, SynthConfig(**cfg_dict))
+        return write_clip(spec, sources, out, cfg)
     except Exception as exc:
-        logger.exception("clip %s failed", spec.name)
-        return {"rel": spec.rel, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "rel": spec.rel,
+            "status": "error",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
+
+
+def _detect_sources(cfg: SynthConfig, out: Path) -> list[str]:
+    """Detect the faces of every source once (cached under ``<out>/sources``); returns the metadata files."""
+    cache = out / "sources"
+    detector = None
+    meta_paths = []
+    for p in list(cfg.videos) + list(cfg.images):
+        if not (cache / f"{Path(p).stem}.json").is_file() and detector is None:
+            from mintime.faces.mtcnn import MTCNN
+
+            detector = MTCNN()
+        meta_paths.append(str(detect_source(p, cache, cfg, detector)))
+    return meta_paths
+
+
+def _render_all(
+    specs: list[ClipSpec],
+    src_map: dict[str, Source],
+    meta_paths: list[str],
+    out: Path,
+    cfg: SynthConfig,
+    *,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Write every clip (in this process, or ``cfg.workers`` spawned processes); one result per clip."""
+    from tqdm import tqdm
+
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(specs), unit="clip", desc="synth", disable=not progress)
+    if cfg.workers <= 1 or not meta_paths:
+        for spec in specs:
+            results.append(_write_or_report(spec, src_map, out, cfg))
+            bar.update(1)
+    else:
+        import multiprocessing as mp
+
+        cfg_dict = asdict(cfg)
+        with ProcessPoolExecutor(
+            max_workers=cfg.workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(meta_paths,),
+        ) as pool:
+            futures = [pool.submit(_work, s.to_dict(), str(out), cfg_dict) for s in specs]
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                bar.update(1)
+    bar.close()
+    for r in results:
+        if r["status"] == "error":
+            logger.info("clip %s failed:\n%s", r["rel"], r.get("traceback", "").rstrip())
+    return results
+
+
+def _write_split_lists(
+    specs: list[ClipSpec], ok: set[str], out: Path
+) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """``lists/<split>.csv`` of the clips written; (split → list path, split → counts per method)."""
+    lists: dict[str, str] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        rows = [ListRow(s.rel, s.label, s.method) for s in specs if s.split == split and s.rel in ok]
+        if rows:
+            lists[split] = str(write_list(rows, out / "lists" / f"{split}.csv"))
+        c: dict[str, int] = {"total": len(rows)}
+        for m in METHODS:
+            c[f"method_{m}"] = sum(r.method == m for r in rows)
+        counts[split] = c
+    return lists, counts
 
 
 def generate(
@@ -876,21 +962,12 @@ def generate(
     Returns:
         The summary written to ``synth_meta.json``: counts per split and method, clips done/skipped/failed.
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     meta_paths: list[str] = []
     if sources is None:
-        cache = out / "sources"
-        detector = None
-        for p in list(cfg.videos) + list(cfg.images):
-            if not (cache / f"{Path(p).stem}.json").is_file() and detector is None:
-                from mintime.faces.mtcnn import MTCNN
-
-                detector = MTCNN()
-            meta_paths.append(str(detect_source(p, cache, cfg, detector)))
+        meta_paths = _detect_sources(cfg, out)
         sources = [load_source(p) for p in meta_paths]
     src_map = {s.name: s for s in sources}
     usable = [s for s in sources if s.tracks]
@@ -899,43 +976,9 @@ def generate(
             logger.warning("source %s has no stable face track; not used", s.name)
     specs = make_specs(usable, cfg)
     (out / "clips.json").write_text(json.dumps([s.to_dict() for s in specs]))
-    results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(specs), unit="clip", desc="synth", disable=not progress)
-    if cfg.workers <= 1 or not meta_paths:
-        for spec in specs:
-            try:
-                results.append(write_clip(spec, src_map, out, cfg))
-            except Exception as exc:
-                logger.exception("clip %s failed", spec.name)
-                results.append({"rel": spec.rel, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
-            bar.update(1)
-    else:
-        import multiprocessing as mp
-
-        cfg_dict = asdict(cfg)
-        with ProcessPoolExecutor(
-            max_workers=cfg.workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(meta_paths,),
-        ) as pool:
-            futures = [pool.submit(_work, s.to_dict(), str(out), cfg_dict) for s in specs]
-            for fut in as_completed(futures):
-                results.append(fut.result())
-                bar.update(1)
-    bar.close()
+    results = _render_all(specs, src_map, meta_paths, out, cfg, progress=progress)
     failed = {r["rel"]: r["error"] for r in results if r["status"] == "error"}
-    ok = {s.rel for s in specs} - set(failed)
-    lists: dict[str, str] = {}
-    counts: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
-        rows = [ListRow(s.rel, s.label, s.method) for s in specs if s.split == split and s.rel in ok]
-        if rows:
-            lists[split] = str(write_list(rows, out / "lists" / f"{split}.csv"))
-        c: dict[str, int] = {"total": len(rows)}
-        for m in METHODS:
-            c[f"method_{m}"] = sum(r.method == m for r in rows)
-        counts[split] = c
+    lists, counts = _write_split_lists(specs, {s.rel for s in specs} - set(failed), out)
     summary = {
         "config": asdict(cfg),
         "methods": {str(k): v for k, v in METHODS.items()},
@@ -959,12 +1002,3 @@ def generate(
     }
     (out / "synth_meta.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def clean_partial(out: str | Path) -> int:
-    """Remove temporary files of interrupted runs (``.*.tmp.mp4``). Returns how many."""
-    n = 0
-    for p in Path(out).rglob(".*.tmp.mp4"):
-        p.unlink(missing_ok=True)
-        n += 1
-    return n

@@ -5,6 +5,10 @@ Scenarios (the ensemble takes one video per request, so batch size is 1 througho
 * ``online``: one client at a time and a little concurrency: latency per video.
 * ``offline``: as many requests in flight as the server has instances to overlap: throughput.
 
+Each point measures a fixed number of requests (``--request-count``, default 10) as one sample: on a CPU a
+request takes seconds and the clips differ in cost, so perf_analyzer's stability search (the last 3 windows
+within a percentage) rarely settles there. ``--request-count 0`` switches to stability windows for faster hosts.
+
 Pure builders (:func:`build_command`, :func:`csv_name`, :func:`merge_csvs`) are unit-tested without the binary::
 
     python benchmarks/perf/run_perf.py --input-data outputs/perf/videos.json --url 127.0.0.1:8001 \
@@ -35,6 +39,7 @@ __all__ = [
     "merge_csvs",
     "find_perf_analyzer",
     "run_sweep",
+    "summary_line",
     "main",
 ]
 
@@ -74,6 +79,17 @@ def parse_csv_name(name: str) -> PerfPoint:
     return PerfPoint(m["scenario"], int(m["concurrency"]), int(m["batch"]))
 
 
+#: Defaults that give figures on a 2-core CPU, where one video takes seconds and the clips differ in cost:
+#: a fixed number of requests per point (perf_analyzer's ``--request-count``: measure exactly these, no search
+#: for stability). 10 = each of the five shared clips twice.
+DEFAULT_REQUESTS = 10
+#: Stability-window mode (``requests=0``, for a faster host): windows of this many requests, stable when the last
+#: 3 windows agree within ``stability_percentage`` %, at most ``max_trials`` windows.
+DEFAULT_WINDOW_REQUESTS = 10
+DEFAULT_STABILITY_PERCENTAGE = 100
+DEFAULT_MAX_TRIALS = 6
+
+
 def build_command(
     perf_analyzer: str | os.PathLike,
     point: PerfPoint,
@@ -83,9 +99,10 @@ def build_command(
     model: str = "mintime",
     url: str = "127.0.0.1:8001",
     protocol: str = "grpc",
-    request_count: int = 8,
-    stability_percentage: int = 50,
-    max_trials: int = 3,
+    requests: int = DEFAULT_REQUESTS,
+    window_requests: int = DEFAULT_WINDOW_REQUESTS,
+    stability_percentage: int = DEFAULT_STABILITY_PERCENTAGE,
+    max_trials: int = DEFAULT_MAX_TRIALS,
     metrics_url: str | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
@@ -97,13 +114,20 @@ def build_command(
         csv_path: ``-f`` target (written with ``--verbose-csv``).
         input_data: the ``--input-data`` JSON (see make_input_data.py).
         model, url, protocol: the server.
-        request_count: requests per measurement window (``count_windows``: each request takes seconds).
-        stability_percentage, max_trials: perf_analyzer's stability criterion.
+        requests: requests measured at this point (at least the concurrency), as one sample without a
+            stability search; 0 = stability windows instead (the next three arguments).
+        window_requests: requests per measurement window (``count_windows``: each request takes seconds).
+        stability_percentage, max_trials: perf_analyzer's stability criterion over the last 3 windows.
         metrics_url: collect the server's Prometheus metrics too.
         extra: more flags.
     """
     if point.concurrency < 1 or point.batch_size < 1:
         raise ValueError(f"concurrency and batch size must be >= 1: {point}")
+    if requests < 0 or window_requests < 1 or max_trials < 3 or stability_percentage < 1:
+        raise ValueError(
+            "requests must be >= 0, window_requests and stability_percentage >= 1, max_trials >= 3 "
+            "(stability needs 3 windows)"
+        )
     cmd = [
         str(perf_analyzer),
         "-m", model,
@@ -112,13 +136,17 @@ def build_command(
         "-b", str(point.batch_size),
         "--input-data", str(input_data),
         "--concurrency-range", f"{point.concurrency}:{point.concurrency}",
-        "--measurement-mode", "count_windows",
-        "--measurement-request-count", str(max(request_count, point.concurrency)),
-        "--stability-percentage", str(stability_percentage),
-        "--max-trials", str(max_trials),
-        "-f", str(csv_path),
-        "--verbose-csv",
     ]  # fmt: skip
+    if requests:
+        cmd += ["--request-count", str(max(requests, point.concurrency))]
+    else:
+        cmd += [
+            "--measurement-mode", "count_windows",
+            "--measurement-request-count", str(max(window_requests, point.concurrency)),
+            "--stability-percentage", str(stability_percentage),
+            "--max-trials", str(max_trials),
+        ]  # fmt: skip
+    cmd += ["-f", str(csv_path), "--verbose-csv"]
     if metrics_url:
         cmd += ["--collect-metrics", "--metrics-url", metrics_url]
     return cmd + list(extra)
@@ -228,24 +256,38 @@ def run_sweep(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="perf_analyzer concurrency sweep of the mintime ensemble")
-    parser.add_argument("--input-data", type=Path, required=True, help="JSON from make_input_data.py")
-    parser.add_argument(
-        "--out", type=Path, default=Path("outputs/perf"), help="CSV folder (default %(default)s)"
+    parser = argparse.ArgumentParser(
+        description="perf_analyzer concurrency sweep of the mintime ensemble",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--input-data", type=Path, required=True, help="JSON from make_input_data.py")
+    parser.add_argument("--out", type=Path, default=Path("outputs/perf"), help="CSV folder")
     parser.add_argument("--scenario", nargs="+", default=["online"], choices=sorted(SCENARIOS))
     parser.add_argument("--concurrency", type=int, nargs="+", help="override the scenario's levels")
-    parser.add_argument("--url", default="127.0.0.1:8001")
-    parser.add_argument("--model", default="mintime")
-    parser.add_argument("--request-count", type=int, default=8, help="requests per measurement window")
-    parser.add_argument("--metrics-url", default=None, help="e.g. http://127.0.0.1:8002/metrics")
+    parser.add_argument("--url", default="127.0.0.1:8001", help="gRPC endpoint")
+    parser.add_argument("--model", default="mintime", help="model (the ensemble)")
+    parser.add_argument(
+        "--request-count",
+        type=int,
+        default=DEFAULT_REQUESTS,
+        help="requests measured per concurrency level, as one sample (0 = stability windows instead)",
+    )
+    parser.add_argument(
+        "--window-requests", type=int, default=DEFAULT_WINDOW_REQUESTS, help="with --request-count 0"
+    )
     parser.add_argument(
         "--stability-percentage",
         type=int,
-        default=50,
-        help="perf_analyzer's criterion (raise it on a busy host)",
+        default=DEFAULT_STABILITY_PERCENTAGE,
+        help="with --request-count 0: the last 3 windows must agree within this %%",
     )
-    parser.add_argument("--max-trials", type=int, default=3, help="measurement windows before giving up")
+    parser.add_argument(
+        "--max-trials",
+        type=int,
+        default=DEFAULT_MAX_TRIALS,
+        help="with --request-count 0: windows before giving up",
+    )
+    parser.add_argument("--metrics-url", default=None, help="e.g. http://127.0.0.1:8002/metrics")
     parser.add_argument("--merge-only", action="store_true", help="only merge the CSVs already in --out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -259,10 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         input_data=args.input_data,
         url=args.url,
         model=args.model,
-        request_count=args.request_count,
-        metrics_url=args.metrics_url,
+        requests=args.request_count,
+        window_requests=args.window_requests,
         stability_percentage=args.stability_percentage,
         max_trials=args.max_trials,
+        metrics_url=args.metrics_url,
     )
     for point in failed:
         print(f"FAILED: {point} (see {args.out / csv_name(point)[:-4]}.log)", file=sys.stderr)
@@ -270,12 +313,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with open(merged, newline="") as fh:
         for row in csv.DictReader(fh):
-            print(
-                f"{row['scenario']} c={row.get('Concurrency')}: {row.get('Inferences/Second')} infer/s, "
-                f"p50 {row.get('p50 latency')} us, p95 {row.get('p95 latency')} us"
-            )
+            print(summary_line(row))
     print(merged)
     return 1 if failed else 0
+
+
+def summary_line(row: dict[str, str]) -> str:
+    """One merged-CSV row as ``online c=1: 0.19 video/s, p50 4.1 s, p95 10.6 s``."""
+
+    def seconds(key: str) -> str:
+        value = row.get(key)
+        return f"{float(value) / 1e6:.1f} s" if value else "n/a"
+
+    ips = row.get("Inferences/Second")
+    rate = f"{float(ips):.3f} video/s" if ips else "n/a"
+    return (
+        f"{row['scenario']} c={row.get('Concurrency')}: {rate}, p50 {seconds('p50 latency')}, "
+        f"p95 {seconds('p95 latency')}"
+    )
 
 
 if __name__ == "__main__":

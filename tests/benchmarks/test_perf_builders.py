@@ -43,8 +43,10 @@ def test_build_command_for_one_point():
     pairs = dict(zip(cmd[1::2], cmd[2::2], strict=False))
     assert pairs["-m"] == "mintime" and pairs["-u"] == "127.0.0.1:9001" and pairs["-i"] == "grpc"
     assert pairs["-b"] == "1" and pairs["--input-data"] == "v.json"
-    assert pairs["--concurrency-range"] == "2:2" and pairs["--measurement-mode"] == "count_windows"
-    assert pairs["-f"] == "out/online_b1_c2.csv"
+    assert pairs["--concurrency-range"] == "2:2" and pairs["-f"] == "out/online_b1_c2.csv"
+    # the default: a fixed sample of requests, no stability search (it rarely settles on a 2-core CPU)
+    assert pairs["--request-count"] == str(run_perf.DEFAULT_REQUESTS) == "10"
+    assert "--measurement-mode" not in cmd and "--stability-percentage" not in cmd
     assert "--verbose-csv" in cmd and cmd[-3:] == [
         "--collect-metrics",
         "--metrics-url",
@@ -52,6 +54,29 @@ def test_build_command_for_one_point():
     ]
     with pytest.raises(ValueError):
         run_perf.build_command("/pa", run_perf.PerfPoint("online", 0), csv_path="x", input_data="y")
+
+
+def test_build_command_sample_covers_the_concurrency_and_windows_mode():
+    big = run_perf.build_command("/pa", run_perf.PerfPoint("offline", 16), csv_path="c", input_data="d")
+    assert big[big.index("--request-count") + 1] == "16", "at least one request per client"
+    windows = run_perf.build_command(
+        "/pa", run_perf.PerfPoint("online", 1), csv_path="c", input_data="d", requests=0, max_trials=5
+    )
+    pairs = dict(zip(windows[1::2], windows[2::2], strict=False))
+    assert "--request-count" not in windows and pairs["--measurement-mode"] == "count_windows"
+    assert pairs["--measurement-request-count"] == "10" and pairs["--max-trials"] == "5"
+    assert pairs["--stability-percentage"] == str(run_perf.DEFAULT_STABILITY_PERCENTAGE)
+    with pytest.raises(ValueError, match="max_trials >= 3"):
+        run_perf.build_command(
+            "/pa", run_perf.PerfPoint("online", 1), csv_path="c", input_data="d", requests=0, max_trials=2
+        )
+
+
+def test_summary_line_in_seconds():
+    row = {"scenario": "online", "Concurrency": "1", "Inferences/Second": "0.19", "p50 latency": "4100000"}
+    assert run_perf.summary_line({**row, "p95 latency": "10600000"}) == (
+        "online c=1: 0.190 video/s, p50 4.1 s, p95 10.6 s"
+    )
 
 
 def test_points_and_csv_names():

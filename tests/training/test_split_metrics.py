@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 
 from mintime.slots import FaceRecord, build_slots
-from training.evaluate import (
-    compute_metrics,
-    equal_error_rate,
-    format_report,
-    identity_attribution,
-    method_metrics,
-    plot_roc,
-    report,
-)
+from training.evaluate import format_report, identity_attribution, plot_roc
 from training.layout import VideoFaces
+from training.metrics import compute_metrics, equal_error_rate, method_metrics, report
 from training.split import ListRow, read_list, split_lists, stratified_split, write_list
 
 
@@ -72,8 +65,12 @@ def test_split_lists_writes_csvs_and_drops_missing(tmp_path):
         test_list=test_list,
         data_path=faces,
         path_map={"train_video_release/": "train/"},
+        allow_incomplete=True,  # the one-video test list
     )
     assert s.missing == {"train": 20, "test": 0}
+    assert s.warnings == [
+        "test.csv would hold 1 video (1 real / 0 fake): no fake (label 1) video, fewer than 10 videos"
+    ]
     train, val = read_list(tmp_path / "out" / "train.csv"), read_list(tmp_path / "out" / "val.csv")
     assert len(train) + len(val) == 480 and all(r.path.startswith("train/") for r in train + val)
     assert s.counts["val"]["total"] == len(val) and (tmp_path / "out" / "test.csv").is_file()
