@@ -176,7 +176,7 @@ def test_identity_attribution_counts_the_top_identity():
     attn = np.full((3, 2, 2, 1 + 16 * 49), 1e-4, np.float32)
     attn[:, :, :, 1 + 8 * 49 :] = 3e-3
     ds = _Stub([[0, 1], [1, 0], [0, 0]])
-    pred = {"index": np.arange(3), "cls_attention": attn}
+    pred = {"index": np.arange(3), "cls_attention": attn, "logit": np.zeros(3, np.float32)}
     out = identity_attribution(ds, pred)
     assert out["videos"] == 2 and out["top_identity_is_manipulated"] == pytest.approx(0.5)
     share = 3e-3 / (3e-3 + 1e-4)
