@@ -37,8 +37,12 @@ ENTRYPOINT ["mintime-client"]
 FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3 AS server
 ARG NGC_RELEASE
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# DALI_USE_EXEC2=1: Triton's DALI backend runs model.dali files with DALI's dynamic executor, which allows the
+# GPU->CPU transition of the single-input graph (dali_pipelines/video_decode.py, whole_video_decode). The
+# production video_decode runs its DALI pipeline in-process with exec_dynamic=True and needs no setting.
 ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1 \
+    DALI_USE_EXEC2=1 \
     MODEL_REPOSITORY=/models \
     MINTIME_NGC_RELEASE=${NGC_RELEASE}
 
