@@ -481,3 +481,24 @@ print("indices", np.array(idx[0]).tolist(), np.array(frames[0]).shape)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"in_graph {sample_frame_indices(40, 8).tolist()}" in out.stdout
     assert "indices [0, 39] (2, 64, 96, 3)" in out.stdout
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.needs_data
+def test_gpu_decoder_on_the_shared_clips(data_dir: Path):
+    """NVDEC for the 4:2:0 clips (close to PyAV), PyAV for the 4:4:4 ones (identical to PyAV)."""
+    from dali_pipelines.video_decode import GpuVideoDecoder
+
+    decoder = GpuVideoDecoder(device_id=0)
+    for path in sorted((data_dir / "videos").glob("*.mp4")):
+        clip = decoder(path.read_bytes(), 16)
+        ref = decode_sampled(path, 16)
+        np.testing.assert_array_equal(clip.indices, ref.indices)
+        assert (clip.fps, clip.rotation, clip.frames.shape) == (ref.fps, ref.rotation, ref.frames.shape)
+        if path.name in SHARED_444:
+            assert decoder.last_path.startswith("pyav: NVDEC does not decode h264 yuv444p")
+            np.testing.assert_array_equal(clip.frames, ref.frames)
+        else:
+            assert decoder.last_path == "dali", (path.name, decoder.last_path)
+            assert np.abs(clip.frames.astype(int) - ref.frames.astype(int)).mean() < 4
+    assert decoder.counts == {"dali": len(SHARED_420), "pyav": len(SHARED_444)}
