@@ -1,68 +1,81 @@
 # syntax=docker/dockerfile:1
-# MINTIME as an NVIDIA Triton service, production variant: TensorRT engines (backbone, temporal), DALI/NVDEC
-# decode, the face pipeline as a Python model on the GPU (configs/production.pbtxt of every model).
+# MINTIME as an NVIDIA Triton service, production variant (configs/production.pbtxt of every model): TensorRT
+# engines (backbone, temporal), NVDEC decoding through DALI inside the video_decode Python model (PyAV for
+# streams NVDEC refuses), the face pipeline on the GPU.
 #
-#   docker build -t mintime-triton .                      # server (last stage)
-#   docker build -t mintime-sdk --target sdk .            # client + perf_analyzer
-#   docker run --gpus=1 -p8000:8000 -p8001:8001 -p8002:8002 -v mintime-models:/models mintime-triton
+#   docker build -t mintime-triton .                                   # server (last stage)
+#   docker build -t mintime-sdk --target sdk .                         # client + perf_analyzer
+#   docker build $(python3 deploy/image.py build-args --release 25.10) -t mintime-triton:25.10 .
+#   docker run --gpus=1 --shm-size=4g -p8000:8000 -p8001:8001 -p8002:8002 -v mintime-models:/models mintime-triton
 #
-# Not built in the development environment (no Docker engine there): kept correct by construction. The
-# versions below must agree with the base image: TensorRT plans only load in the TensorRT that built them,
-# and model.dali only in a DALI the image's DALI backend can read. Check them in a new base image with
-#   dpkg -l | grep -E 'libnvinfer10 |tensorrt'     and     ls /opt/tritonserver/backends/dali
-ARG TRITON_VERSION=24.10
+# Versions come from ONE table, deploy/ngc_releases.json (release -> Python, CUDA, DALI, TensorRT): the build
+# checks the base image against its row (check-base) and the installed packages against it (check-installed),
+# so a TensorRT or DALI that differs from the image's fails the build instead of failing at serving time.
+# --shm-size: the Python backend passes tensors through /dev/shm (64 MB by default in Docker); 16 sampled
+# frames of a 1080p video are ~100 MB. docs/deployment.md says how to size it.
+ARG NGC_RELEASE=26.06
 
 # ---------------------------------------------------------------------------------------------------------------
 # Client and benchmarks: the SDK image already has tritonclient and perf_analyzer of the same release.
-FROM nvcr.io/nvidia/tritonserver:${TRITON_VERSION}-py3-sdk AS sdk
+FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3-sdk AS sdk
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
+    PYTHONUNBUFFERED=1
 WORKDIR /opt/mintime
 COPY pyproject.toml README.md ./
 COPY mintime/__init__.py mintime/contract.py mintime/
 COPY client client/
 COPY benchmarks benchmarks/
 # The client needs numpy, tqdm, tritonclient (present) and mintime.contract only: no torch.
-RUN python3 -m pip install --no-cache-dir "numpy<2" "tqdm>=4.60" \
+RUN python3 -m pip install --no-cache-dir "numpy>=1.24,<2" "tqdm>=4.60" \
  && python3 -m pip install --no-cache-dir --no-deps -e .
+USER 1000:1000
 ENTRYPOINT ["mintime-client"]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Server.
-FROM nvcr.io/nvidia/tritonserver:${TRITON_VERSION}-py3 AS server
-ARG TRITON_VERSION
-# torch for the face pipeline and for export (the default PyPI wheel of this version is a CUDA build; set
-# TORCH_INDEX_URL to a https://download.pytorch.org/whl/cuXXX index for another CUDA).
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://pypi.org/simple
-# TensorRT Python bindings equal to the image's TensorRT (24.10: TensorRT 10.5.0): builds plans it can load.
-ARG TENSORRT_VERSION=10.5.0
-# DALI used only to serialize model.dali at first start; its major version must be the one the image's DALI
-# backend was built with (24.10: DALI 1.42).
-ARG DALI_VERSION=1.42.0
-
-ENV PIP_NO_CACHE_DIR=1 \
+FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3 AS server
+ARG NGC_RELEASE
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# DALI_USE_EXEC2=1: Triton's DALI backend runs model.dali files with DALI's dynamic executor, which allows the
+# GPU->CPU transition of the single-input graph (dali_pipelines/video_decode.py, whole_video_decode). The
+# production video_decode runs its DALI pipeline in-process with exec_dynamic=True and needs no setting.
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1 \
-    MODEL_REPOSITORY=/models
+    DALI_USE_EXEC2=1 \
+    MODEL_REPOSITORY=/models \
+    MINTIME_NGC_RELEASE=${NGC_RELEASE}
 
 WORKDIR /opt/mintime
-# Heavy, rarely changing dependencies first (one layer each, cached across code changes).
-RUN python3 -m pip install --upgrade pip \
- && python3 -m pip install --index-url "${TORCH_INDEX_URL}" --extra-index-url https://pypi.org/simple \
-        "torch==${TORCH_VERSION}"
-RUN python3 -m pip install --extra-index-url https://pypi.nvidia.com \
-        "tensorrt-cu12==${TENSORRT_VERSION}" "nvidia-dali-cuda120==${DALI_VERSION}"
+# 1. The base image is the one the table describes (Python, CUDA, TensorRT, the DALI backend's DALI).
+COPY deploy/ngc_releases.json deploy/image.py deploy/
+COPY pyproject.toml ./
+RUN python3 deploy/image.py check-base --release "${NGC_RELEASE}"
 
-# The project: the Python models import the `mintime` package from the image's python3 (the one the Python
-# backend stub runs), with numpy < 2 (numpy 2 breaks the Python backend of this release).
+# 2. Heavy, rarely changing dependencies (one cached layer): torch (the PyPI wheel is a CUDA 13 build), the
+#    core/export pins of pyproject.toml, DALI = the backend's version, the TensorRT bindings = the image's
+#    libnvinfer (the bindings wheel has no libraries of its own), numpy < 2 for the Python backend.
+RUN python3 deploy/image.py requirements --release "${NGC_RELEASE}" > /tmp/requirements-wheels.txt \
+ && python3 deploy/image.py requirements --release "${NGC_RELEASE}" --kind sdist > /tmp/requirements-sdist.txt \
+ && python3 deploy/image.py requirements --release "${NGC_RELEASE}" --kind no-deps > /tmp/requirements-nodeps.txt \
+ && python3 -m pip install --no-cache-dir -r /tmp/requirements-wheels.txt -r /tmp/requirements-sdist.txt \
+ && python3 -m pip install --no-cache-dir --no-deps -r /tmp/requirements-nodeps.txt \
+ && python3 deploy/image.py check-installed --release "${NGC_RELEASE}" \
+ && rm -f /tmp/requirements-*.txt
+
+# 3. The project (the Python models import `mintime` and `dali_pipelines` from the image's python3).
 COPY . /opt/mintime
-RUN python3 -m pip install "torch==${TORCH_VERSION}" -e ".[core,export]" \
- && python3 -m pip install --no-deps "facenet-pytorch==2.6.0" \
- && python3 -c "import numpy, mintime.pipeline, tensorrt; assert numpy.__version__ < '2', numpy.__version__"
+RUN python3 -m pip install --no-cache-dir --no-deps . \
+ && python3 -c "import mintime.pipeline, dali_pipelines.video_decode, export.tensorrt" \
+ && mkdir -p /models \
+ && cp -r /opt/mintime/model_repository/. /models/ \
+ && chown -R 1000:1000 /models \
+ && chmod 0755 /opt/mintime/docker/entrypoint.sh /opt/mintime/docker/healthcheck.py
 
-# The committed repository is the image's default; mount a volume on /models to keep built engines.
-RUN mkdir -p /models && cp -r /opt/mintime/model_repository/. /models/ \
- && chmod +x /opt/mintime/docker/entrypoint.sh
-
+# triton-server (uid/gid 1000) is the non-root user every NGC tritonserver image creates.
+USER 1000:1000
 EXPOSE 8000 8001 8002
-HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:8000/v2/health/ready || exit 1
+# The first start builds the TensorRT engines (minutes); readiness waits for every model.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=900s --retries=3 \
+    CMD ["python3", "/opt/mintime/docker/healthcheck.py"]
 ENTRYPOINT ["/opt/mintime/docker/entrypoint.sh"]

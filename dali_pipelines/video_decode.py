@@ -1,6 +1,6 @@
 """Video decoding and frame sampling with NVIDIA DALI, under the same sampling contract as :mod:`mintime.video`.
 
-``fn.decoders.video`` (DALI 2.4) takes the encoded file from ``fn.external_source`` and decodes VP8, VP9 and
+``fn.decoders.video`` (DALI 2.1.1, the image's, and 2.4.0: the same arguments) takes the encoded file from ``fn.external_source`` and decodes VP8, VP9 and
 MJPEG on the CPU, and also H.264, HEVC, AV1 and MPEG-4 with ``device="mixed"`` (NVDEC). Its ``frames``
 argument accepts a per-sample tensor (an *argument input*), and out-of-range indices are silently filled
 with black frames (``fill_value``), so indices must be right before they reach the decoder.
@@ -23,8 +23,17 @@ operator reports before decoding. Two pipelines, both exact:
   matrix: its ``video_decode_info`` carries ``fps = 0`` (unknown) and ``rotation = 0`` (not applied, frames
   as stored), and portrait phone videos with a rotation tag come out sideways.
 
-Deployment choice (see ``serialize``): ``model.dali`` is produced by an export step from these functions
-(not an ``@autoserialize`` ``dali.py``), so that the graph and its tests live in one module.
+Deployment: the service decodes with :func:`sampled_video_decode` *inside* the ``video_decode`` Python model
+(decoder ``dali_mixed``, :class:`GpuVideoDecoder`): a PyAV probe gives ``N``, fps and rotation, NVDEC decodes
+only the sampled frames (GPU memory: the ``T`` output frames plus the decoder's surfaces, whatever the clip's
+length), the frames are turned upright as the PyAV path does, and a stream NVDEC cannot decode (H.264 4:4:4
+or 4:2:2 before Blackwell, codecs it lacks, or any decode error) is decoded by PyAV for that request. The
+contract's single-input ``video_decode`` cannot do this inside Triton's DALI backend (no frame count before
+decoding, no per-request fallback), so :func:`whole_video_decode` and ``model.dali`` (``mintime export
+--dali``) remain for users of that backend: its graph reads the decoded sequence's shape on the CPU, a
+GPU->CPU transition that the backend's default (legacy) executor refuses; the image sets ``DALI_USE_EXEC2=1``
+so that the backend runs it with the dynamic executor (:func:`dali_pipelines.schema.gpu_to_cpu` lists
+them in a serialized graph).
 
 Failed decodes: a default DALI pipeline that fails on one input also fails the next; every pipeline here is
 built with ``prefetch_queue_depth=1, exec_dynamic=True``, which recovers (tested: a bad input, then a good one).
@@ -37,6 +46,7 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +81,8 @@ __all__ = [
     "build_pipeline",
     "serialize",
     "decode_with_dali",
+    "nvdec_support",
+    "GpuVideoDecoder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -292,6 +304,8 @@ def decode_with_dali(
     device_id: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     apply_rotation: bool = True,
+    info: dict | None = None,
+    check_codec: bool = True,
 ) -> DecodedClip:
     """Decode the contract's sampled frames with DALI: the DALI twin of :func:`mintime.video.decode_sampled`.
 
@@ -309,6 +323,9 @@ def decode_with_dali(
         max_bytes: refuse larger inputs.
         apply_rotation: read the display matrix (the probe then decodes one frame on the CPU with PyAV)
             and turn frames upright; False leaves frames as stored and reports ``rotation=0``.
+        info: the result of ``mintime.video.probe(data, count_packets=True, read_rotation=apply_rotation)``
+            when the caller already has it.
+        check_codec: refuse codecs the device has no decoder for before running DALI (False: let DALI try).
 
     Returns:
         The sampled clip (frames copied to host memory).
@@ -318,9 +335,10 @@ def decode_with_dali(
     """
     _check_device(device)
     raw = read_source(data)
-    info = probe(raw, max_bytes=max_bytes, count_packets=True, read_rotation=apply_rotation)
+    if info is None:
+        info = probe(raw, max_bytes=max_bytes, count_packets=True, read_rotation=apply_rotation)
     supported = CPU_CODECS if device == "cpu" else MIXED_CODECS
-    if info["codec"] not in supported:
+    if check_codec and info["codec"] not in supported:
         raise VideoDecodeError(
             f"unsupported codec for the DALI {device} decoder: {info['codec']} (supported: "
             f"{', '.join(sorted(supported))}); decode it with device='mixed' on a GPU or with PyAV"
@@ -356,3 +374,120 @@ def decode_with_dali(
         duration_s=float(info["duration_s"]),
         source_size=(int(width), int(height)),
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# NVDEC with a CPU fallback (the video_decode model's "dali_mixed" decoder)
+# ---------------------------------------------------------------------------------------------------------------
+#: FFmpeg pixel formats NVDEC decodes for every codec of :data:`MIXED_CODECS` on every GPU DALI supports:
+#: 4:2:0 at 8 bit (and 10/12 bit for HEVC, VP9, AV1). H.264 4:4:4/4:2:2 decode exists only from Blackwell
+#: (NVIDIA Video Codec SDK support matrix); such streams go to the CPU decoder instead of failing.
+NVDEC_PIX_FMTS = {
+    "h264": frozenset({"yuv420p", "yuvj420p", "nv12"}),
+    "hevc": frozenset({"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "p010le", "yuv420p12le"}),
+    "vp9": frozenset({"yuv420p", "yuv420p10le", "yuv420p12le"}),
+    "av1": frozenset({"yuv420p", "yuv420p10le"}),
+    "vp8": frozenset({"yuv420p"}),
+    "mpeg4": frozenset({"yuv420p"}),
+    "mjpeg": frozenset({"yuvj420p", "yuv420p"}),
+}
+
+
+def nvdec_support(info: dict, device: str = "mixed") -> tuple[bool, str]:
+    """Whether DALI's ``device`` decoder can decode a probed stream (``mintime.video.probe`` output).
+
+    ``"mixed"`` (NVDEC): codec in :data:`MIXED_CODECS` and a pixel format of :data:`NVDEC_PIX_FMTS`;
+    ``"cpu"``: codec in :data:`CPU_CODECS`.
+
+    Returns:
+        ``(True, "")`` or ``(False, reason)``.
+    """
+    _check_device(device)
+    codec, pix_fmt = str(info.get("codec")), str(info.get("pix_fmt"))
+    if device == "cpu":
+        if codec in CPU_CODECS:
+            return True, ""
+        return False, f"DALI's CPU decoder has no {codec} (only {', '.join(sorted(CPU_CODECS))})"
+    if codec not in MIXED_CODECS:
+        return False, f"NVDEC has no {codec} decoder"
+    if pix_fmt not in NVDEC_PIX_FMTS[codec]:
+        return False, f"NVDEC does not decode {codec} {pix_fmt} (chroma/bit depth)"
+    return True, ""
+
+
+class GpuVideoDecoder:
+    """Decode the contract's sampled frames with DALI (NVDEC) and fall back to PyAV per request.
+
+    ``decoder("dali_mixed")`` of the ``video_decode`` Python model (one per model instance, on that instance's
+    GPU). For each video: probe (PyAV: container, frame count, fps, rotation); if :func:`nvdec_support` says
+    yes, decode the sampled frames with :func:`sampled_video_decode` on ``device`` and turn them upright;
+    otherwise, or when DALI fails on the stream, decode with ``mintime.video.decode_sampled``. Inputs that
+    are not decodable videos raise :class:`VideoDecodeError` from the probe (no fallback needed).
+
+    Args:
+        device_id: GPU ordinal (``"mixed"``).
+        device: ``"mixed"`` (production) or ``"cpu"`` (DALI's CPU decoder: for tests without a GPU).
+        max_bytes: refuse larger inputs.
+        supports: ``supports(probe_info) -> (ok, reason)``, which streams to give DALI (default
+            :func:`nvdec_support` for ``device``); whatever it lets through that DALI then fails on is
+            decoded by PyAV as well.
+
+    Attributes:
+        counts: ``{"dali": n, "pyav": n}`` videos decoded by each path.
+        last_path: ``"dali"`` or ``"pyav: <reason>"`` for the last video.
+    """
+
+    def __init__(
+        self,
+        device_id: int = 0,
+        device: str = "mixed",
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        supports: Callable[[dict], tuple[bool, str]] | None = None,
+    ) -> None:
+        _check_device(device)
+        self.device = device
+        self.supports = supports or functools.partial(nvdec_support, device=device)
+        self.device_id = None if device == "cpu" else int(device_id)
+        self.max_bytes = max_bytes
+        self._pipeline: Pipeline | None = None
+        self.counts = {"dali": 0, "pyav": 0}
+        self.last_path = ""
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The ``indices`` pipeline, built on first use (a GPU is needed only when a stream goes to NVDEC)."""
+        if self._pipeline is None:
+            self._pipeline = build_pipeline(self.device, sampling="indices", device_id=self.device_id)
+        return self._pipeline
+
+    def __call__(self, data: VideoSource, num_frames: int = DEFAULT_NUM_FRAMES) -> DecodedClip:
+        """(T, H, W, 3) uint8 RGB upright frames of the sampled indices, as ``decode_sampled`` returns them."""
+        from mintime.video import decode_sampled
+
+        raw = read_source(data)
+        info = probe(raw, max_bytes=self.max_bytes, count_packets=True, read_rotation=True)
+        ok, why = self.supports(info)
+        if ok:
+            try:
+                clip = decode_with_dali(
+                    raw,
+                    num_frames,
+                    self.device,
+                    pipeline=self.pipeline,
+                    max_bytes=self.max_bytes,
+                    info=info,
+                    check_codec=False,
+                )
+            except VideoDecodeError as err:
+                why = str(err)
+            else:
+                self.counts["dali"] += 1
+                self.last_path = "dali"
+                return clip
+        logger.info(
+            "video_decode: CPU decoder for this %s %s stream: %s", info["codec"], info["pix_fmt"], why
+        )
+        clip = decode_sampled(raw, num_frames, max_bytes=self.max_bytes)
+        self.counts["pyav"] += 1
+        self.last_path = f"pyav: {why}"
+        return clip

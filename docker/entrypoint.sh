@@ -1,38 +1,49 @@
 #!/usr/bin/env bash
-# Start MINTIME on Triton (production configs). At first start (or after a new volume) it builds what the
-# production variant needs and that cannot ship in the image because it depends on the GPU and the runtime:
-#   * backbone/temporal TensorRT engines (model.plan) from the checkpoint: `mintime export --trt --if-missing`
-#   * video_decode/1/model.dali (DALI pipeline, NVDEC) from dali_pipelines/video_decode.py: `--dali`
-# Then it runs tritonserver with --model-config-name=production. Extra arguments go to tritonserver.
-# Environment: MODEL_REPOSITORY (default /models), MINTIME_CHECKPOINT (project checkpoint; default: the
-# shipped demo checkpoint), MINTIME_EXPORT_ARGS (more `mintime export` options, e.g. the authors' weights).
+# Start MINTIME on Triton (configs/<MINTIME_CONFIG_NAME>.pbtxt, default production).
+#
+# Before the server starts, `mintime export --trt --if-missing` makes sure that backbone/temporal have a
+# TensorRT engine (model.plan) built on THIS GPU with THIS TensorRT: the first start builds them (minutes; mount
+# a volume on /models to keep them), and a start on another GPU model or after a TensorRT upgrade rebuilds
+# them (each plan carries a tag with the GPU name and TensorRT version; a plan loads only where it was built).
+# A failed build or a failed fp16 parity check stops the container: Triton never starts with a wrong engine.
+#
+# Environment:
+#   MODEL_REPOSITORY      model repository (default /models; the image's copy is used when it is empty)
+#   MINTIME_CONFIG_NAME   tritonserver --model-config-name (default production)
+#   MINTIME_CHECKPOINT    project checkpoint (default: the shipped demo checkpoint)
+#   MINTIME_EXPORT_ARGS   more `mintime export` options (e.g. the authors' weights)
+#   MINTIME_SKIP_EXPORT=1 do not build engines (a repository prepared elsewhere)
+#   MINTIME_MIN_SHM_MB    refuse to start with a smaller /dev/shm (default 512; see --shm-size)
+# Extra arguments go to tritonserver.
 set -euo pipefail
 
 MODELS="${MODEL_REPOSITORY:-/models}"
+CONFIG="${MINTIME_CONFIG_NAME:-production}"
+
+# The Python backend exchanges tensors through /dev/shm: Docker's default 64 MB fails on the first 1080p video.
+shm_mb="$(df -Pm /dev/shm 2>/dev/null | awk 'NR==2 {print $2}')"
+if [ -n "${shm_mb}" ] && [ "${shm_mb}" -lt "${MINTIME_MIN_SHM_MB:-512}" ]; then
+  echo "[mintime] ERROR: /dev/shm is ${shm_mb} MB; 16 frames of a 1080p video are ~100 MB per request." >&2
+  echo "[mintime]        run with --shm-size=4g (Kubernetes: an emptyDir with medium: Memory on /dev/shm)," >&2
+  echo "[mintime]        or set MINTIME_MIN_SHM_MB to accept it." >&2
+  exit 2
+fi
+
 if [ ! -f "${MODELS}/mintime/config.pbtxt" ]; then
   echo "[mintime] ${MODELS} holds no model repository: copying the image's"
   mkdir -p "${MODELS}"
   cp -r /opt/mintime/model_repository/. "${MODELS}/"
 fi
 
-# TensorRT plans load only in the TensorRT that built them: refuse a mismatch loudly.
-py_trt="$(python3 -c 'import tensorrt; print(tensorrt.__version__)')"
-lib_trt="$(ls /usr/lib/x86_64-linux-gnu/libnvinfer.so.* 2>/dev/null | sed -n 's/.*libnvinfer\.so\.\([0-9.]*\)$/\1/p' | sort -V | tail -1 || true)"
-if [ -n "${lib_trt}" ] && [ "${py_trt%.*}" != "${lib_trt%.*}" ] && [ "${py_trt}" != "${lib_trt}" ]; then
-  echo "[mintime] WARNING: tensorrt Python ${py_trt} differs from the image's libnvinfer ${lib_trt}:" \
-       "engines built here may not load (rebuild the image with --build-arg TENSORRT_VERSION=${lib_trt})" >&2
+if [ "${MINTIME_SKIP_EXPORT:-0}" != "1" ]; then
+  args=(--trt --if-missing --model-repository "${MODELS}")
+  if [ -n "${MINTIME_CHECKPOINT:-}" ]; then
+    args+=(--checkpoint "${MINTIME_CHECKPOINT}")
+  fi
+  # shellcheck disable=SC2206  # word splitting of the user's extra options is intended
+  args+=(${MINTIME_EXPORT_ARGS:-})
+  echo "[mintime] mintime export ${args[*]}"
+  mintime export "${args[@]}"
 fi
 
-args=(--trt --if-missing --model-repository "${MODELS}")
-if [ -n "${MINTIME_CHECKPOINT:-}" ]; then
-  args+=(--checkpoint "${MINTIME_CHECKPOINT}")
-fi
-if ! ls "${MODELS}"/video_decode/*/model.dali >/dev/null 2>&1; then
-  args+=(--dali --dali-device mixed)
-fi
-# shellcheck disable=SC2206  # word splitting of the user's extra options is intended
-args+=(${MINTIME_EXPORT_ARGS:-})
-echo "[mintime] mintime export ${args[*]}"
-mintime export "${args[@]}"
-
-exec tritonserver --model-repository="${MODELS}" --model-config-name=production "$@"
+exec tritonserver --model-repository="${MODELS}" --model-config-name="${CONFIG}" "$@"

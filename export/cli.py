@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--if-missing",
         action="store_true",
-        help="do nothing for a network whose served version already has its artifact (model.plan with --trt, "
-        "else model.onnx): what the Docker entrypoint runs at every start",
+        help="do nothing for a network whose served version already has its artifact (with --trt: a model.plan "
+        "tagged with this TensorRT and this GPU, else model.onnx): what the Docker entrypoint runs at every start",
     )
     parser.add_argument(
         "--dali", action="store_true", help="also serialize video_decode/<version>/model.dali"
@@ -102,8 +102,14 @@ def _has_artifact(model_dir: Path, trt: str) -> bool:
     latest = latest_version(model_dir)
     if latest is None:
         return False
-    name = "model.plan" if trt == "require" else "model.onnx"
-    return (model_dir / str(latest) / name).is_file()
+    if trt == "require":  # a plan counts only when built here: this TensorRT, this GPU (its tag)
+        from export.tensorrt import plan_matches
+
+        ok, why = plan_matches(model_dir / str(latest) / "model.plan")
+        if not ok:
+            logger.warning("%s: (re)building the TensorRT engine: %s", model_dir.name, why)
+        return ok
+    return (model_dir / str(latest) / "model.onnx").is_file()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,10 +158,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dali:
         try:
             summary["dali"] = str(serialize_dali(repo_dir, device=args.dali_device))
-        except Exception as exc:  # DALI missing, or no GPU for a mixed pipeline
-            summary["dali"] = None
-            summary["dali_error"] = f"{type(exc).__name__}: {exc}"
-            print(f"warning: DALI pipeline not serialized: {exc}", file=sys.stderr)
+        except Exception as exc:  # DALI missing or an operator it lacks: a served model would not load
+            print(
+                f"error: the DALI pipeline could not be serialized: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

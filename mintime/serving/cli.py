@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config-name",
         default=None,
-        help="--model-config-name for tritonserver: 'production' selects configs/production.pbtxt "
-        "(TensorRT/DALI; only in the NGC container). Default: each model's config.pbtxt (Python backend)",
+        help="--model-config-name for tritonserver: 'gpu' selects configs/gpu.pbtxt (this server on a GPU "
+        "machine: DALI/NVDEC decoding, faces and networks on CUDA); 'production' selects configs/production.pbtxt "
+        "(TensorRT; only in the NGC image). Default: each model's config.pbtxt (Python backend, CPU)",
     )
     parser.add_argument("--grpc-port", type=int, default=8001, help="default: %(default)s")
     parser.add_argument("--http-port", type=int, default=8000, help="default: %(default)s")
@@ -56,6 +57,15 @@ def run(args: argparse.Namespace) -> int:
     from mintime.serving.backend import CHECKPOINT_ENV
     from mintime.serving.server import ServerStartError, TritonServer
 
+    if args.config_name:  # a typo would silently serve every model's default config
+        models = [p.parent for p in Path(args.model_repository).glob("*/config.pbtxt")]
+        named = [m for m in models if (m / "configs" / f"{args.config_name}.pbtxt").is_file()]
+        if models and not named:
+            print(
+                f"error: no model in {args.model_repository} has configs/{args.config_name}.pbtxt",
+                file=sys.stderr,
+            )
+            return 2
     env = {}
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():

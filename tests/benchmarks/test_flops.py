@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mintime.models.temporal import MintimeTemporal, TemporalConfig  # noqa: E402
-from mintime.testing import two_identity_inputs  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.helpers.synthetic import two_identity_inputs  # noqa: E402
 
 
 def _bench():

@@ -1,4 +1,4 @@
-"""Every committed config (default and production) parses and agrees with mintime.contract and the ensemble."""
+"""Every committed config (default, production, gpu) parses and agrees with mintime.contract and the ensemble."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
 REPOSITORY = REPO / "model_repository"
 SPECS = {spec.name: spec for spec in (contract.ENSEMBLE, *contract.MODELS)}
-VARIANTS = ("config.pbtxt", "configs/production.pbtxt")
+VARIANTS = ("config.pbtxt", "configs/production.pbtxt", "configs/gpu.pbtxt")
 CONFIGS = [(name, variant) for name in SPECS for variant in VARIANTS]
 DTYPE = model_config_pb2.DataType
 
@@ -86,7 +86,8 @@ def test_production_variants_use_gpu_runtimes():
         assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in cfg.instance_group)
         assert all(d > 0 for t in (*cfg.input, *cfg.output) for d in t.dims), "TensorRT configs fix every dim"
     decode = load("video_decode", "configs/production.pbtxt")
-    assert decode.backend == "dali"
+    assert decode.backend == "python" and decode.parameters["decoder"].string_value == "dali_mixed"
+    assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in decode.instance_group)
     face = load("face_pipeline", "configs/production.pbtxt")
     assert face.backend == "python" and face.parameters["device"].string_value == "cuda"
     assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in face.instance_group)
@@ -140,3 +141,64 @@ def test_model_py_is_thin_and_compiles(path: Path):
         assert "NetworkModel" in source
         assert 'args["model_instance_device_id"]' in shared and 'args["model_instance_kind"]' in shared
     assert len(source.splitlines()) < 120
+
+
+# --- the gpu variant: the pip-installed server (Python backend only) on a GPU machine ---------------------------
+
+GPU_MODELS = ("video_decode", "face_pipeline", "backbone", "temporal")
+
+
+@pytest.mark.parametrize("name", [m.name for m in contract.MODELS])
+def test_gpu_variant_runs_on_the_pip_server(name: str):
+    """nvidia-pytriton's tritonserver has only the Python backend: every step is a Python model."""
+    cfg = load(name, "configs/gpu.pbtxt")
+    assert cfg.backend == "python" and not cfg.platform
+    assert (REPOSITORY / name / "1" / "model.py").is_file()
+    kind = (
+        model_config_pb2.ModelInstanceGroup.KIND_GPU
+        if name in GPU_MODELS
+        else model_config_pb2.ModelInstanceGroup.KIND_CPU
+    )
+    assert [g.kind for g in cfg.instance_group] == [kind]
+
+
+def test_gpu_variant_parameters():
+    from mintime.engines import RUNTIMES
+
+    decode = load("video_decode", "configs/gpu.pbtxt")
+    assert decode.parameters["decoder"].string_value == "dali_mixed"
+    assert load("face_pipeline", "configs/gpu.pbtxt").parameters["device"].string_value == "cuda"
+    for name in ("backbone", "temporal"):
+        cfg = load(name, "configs/gpu.pbtxt")
+        assert cfg.parameters["runtime"].string_value == "torch" and "torch" in RUNTIMES
+        prod = load(name, "configs/production.pbtxt")
+        assert cfg.max_batch_size == prod.max_batch_size, "the same batches as the TensorRT engines"
+        assert cfg.HasField("dynamic_batching")
+
+
+def test_video_decode_decoders_exist_in_model_py():
+    source = (REPOSITORY / "video_decode" / "1" / "model.py").read_text()
+    for variant in VARIANTS:
+        decoder = load("video_decode", variant).parameters["decoder"].string_value
+        assert f'self.decoder == "{decoder}"' in source, (variant, decoder)
+
+
+def test_serve_passes_the_config_name_to_tritonserver(tmp_path):
+    from mintime.serving.server import TritonServer
+
+    cmd = TritonServer(REPOSITORY, config_name="gpu", tritonserver=tmp_path / "tritonserver").command()
+    assert "--model-config-name=gpu" in cmd
+    assert not any(a.startswith("--model-config-name") for a in TritonServer(REPOSITORY).command())
+
+
+def test_serve_refuses_a_config_name_no_model_has(capsys):
+    import argparse
+
+    from mintime.serving import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--model-repository", str(REPOSITORY), "--config-name", "gpus"])
+    assert cli.run(args) == 2
+    err = capsys.readouterr().err
+    assert "no model in" in err and "configs/gpus.pbtxt" in err

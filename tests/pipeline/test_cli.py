@@ -22,7 +22,9 @@ def noise_clip(tmp_path_factory) -> Path:
 
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("noise") / "noise.mp4"
-    return make_clip(path, frames=8, size=(96, 64), draw=lambda i: rng.integers(0, 255, (64, 96, 3), np.uint8))
+    return make_clip(
+        path, frames=8, size=(96, 64), draw=lambda i: rng.integers(0, 255, (64, 96, 3), np.uint8)
+    )
 
 
 def test_version() -> None:
@@ -82,7 +84,9 @@ def test_demo_weights_are_named_with_their_caveat(noise_clip: Path, capsys) -> N
     assert weights == {"file": str(DEMO_CHECKPOINT), "sha256": file_digest(DEMO_CHECKPOINT)}
 
 
-def test_an_unexpected_error_does_not_stop_the_run(noise_clip: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_an_unexpected_error_does_not_stop_the_run(
+    noise_clip: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     """One video failing in an unforeseen way gets its error line; the next video is still answered."""
     from mintime import pipeline
 
@@ -102,6 +106,9 @@ def test_an_unexpected_error_does_not_stop_the_run(noise_clip: Path, tmp_path: P
     captured = capsys.readouterr()
     assert code == 1 and len(calls) == 2
     assert f"warning: no video file in folder {empty}" in captured.err
-    assert f"{noise_clip}: ERROR AttributeError: 'VideoStream' object has no attribute 'codec_tag'" in captured.err
+    assert (
+        f"{noise_clip}: ERROR AttributeError: 'VideoStream' object has no attribute 'codec_tag'"
+        in captured.err
+    )
     assert "noise.mp4: no face found" in captured.out
     assert "Traceback" not in captured.err

@@ -35,7 +35,9 @@ class _StubAnalyzer:
         big, small = [10, 8, 50, 56], [70, 20, 90, 44]
         if clip.width == 64:  # the 'no face' clips are 64 px wide
             dets = [_Det([]) for _ in clip.indices]
-            return SimpleNamespace(status=contract.STATUS_NO_FACE, reason="none", detections=dets, identities=[])
+            return SimpleNamespace(
+                status=contract.STATUS_NO_FACE, reason="none", detections=dets, identities=[]
+            )
         dets = [_Det([big, small]) for _ in clip.indices]
         idents = [
             Identity(

@@ -8,6 +8,7 @@ need a GPU.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -272,3 +273,232 @@ def test_mixed_pipeline_recovers_after_a_failed_decode(clips: dict[str, Path]) -
         pipe.run()
     clip = decode_with_dali(clips["h264"].read_bytes(), 4, "mixed", pipeline=pipe)
     assert _codes(clip.frames) == sample_frame_indices(10, 4).tolist()
+
+
+# --- the service's decoder: NVDEC with a CPU fallback per request ------------------------------------------------
+
+SHARED_420 = {"street_crowd_1080p.mp4", "two_people_one_fake_720p.mp4", "dfdc_portrait_fake_720x1280.mp4"}
+SHARED_444 = {"ffpp_634_real_720p.mp4", "ffpp_634_660_faceswap_fake_720p.mp4"}
+
+
+@pytest.mark.needs_data
+def test_nvdec_support_of_the_shared_clips(data_dir: Path):
+    from dali_pipelines.video_decode import nvdec_support
+
+    for path in sorted((data_dir / "videos").glob("*.mp4")):
+        info = probe(path)
+        ok, why = nvdec_support(info, "mixed")
+        if path.name in SHARED_444:
+            assert info["pix_fmt"] == "yuv444p" and not ok
+            assert why == "NVDEC does not decode h264 yuv444p (chroma/bit depth)"
+        else:
+            assert path.name in SHARED_420 and ok and why == "", (path.name, why)
+        assert nvdec_support(info, "cpu") == (False, "DALI's CPU decoder has no h264 (only mjpeg, vp8, vp9)")
+    assert nvdec_support({"codec": "prores", "pix_fmt": "yuv422p10le"}) == (
+        False,
+        "NVDEC has no prores decoder",
+    )
+    assert nvdec_support({"codec": "hevc", "pix_fmt": "yuv420p10le"}) == (True, "")
+
+
+@pytest.mark.needs_data
+def test_gpu_decoder_sends_h264_444_to_pyav_without_touching_the_gpu(data_dir: Path):
+    from dali_pipelines.video_decode import GpuVideoDecoder
+
+    decoder = GpuVideoDecoder(device_id=0, device="mixed")
+    data = (data_dir / "videos" / "ffpp_634_real_720p.mp4").read_bytes()
+    clip = decoder(data, 16)
+    ref = decode_sampled(data, 16)
+    assert decoder.last_path == "pyav: NVDEC does not decode h264 yuv444p (chroma/bit depth)"
+    assert decoder.counts == {"dali": 0, "pyav": 1} and decoder._pipeline is None, (
+        "no DALI pipeline was built"
+    )
+    np.testing.assert_array_equal(clip.indices, ref.indices)
+    np.testing.assert_array_equal(clip.frames, ref.frames)
+    assert (clip.fps, clip.total_frames, clip.rotation) == (25.0, 338, 0)
+
+
+def test_gpu_decoder_uses_dali_where_it_can_and_pyav_where_dali_fails(clips: dict[str, Path]):
+    from dali_pipelines.video_decode import GpuVideoDecoder
+
+    decoder = GpuVideoDecoder(device="cpu")  # DALI's CPU decoder stands in for NVDEC here
+    vp9 = decoder(clips["vp9"].read_bytes(), 8)
+    assert decoder.last_path == "dali" and _codes(vp9.frames) == sample_frame_indices(40, 8).tolist()
+    h264 = decoder(clips["h264"].read_bytes(), 4)
+    assert decoder.last_path == "pyav: DALI's CPU decoder has no h264 (only mjpeg, vp8, vp9)"
+    assert _codes(h264.frames) == sample_frame_indices(10, 4).tolist()
+    # a stream the check lets through but DALI fails on at decode time (as NVDEC refusing a profile):
+    trusting = GpuVideoDecoder(device="cpu", supports=lambda info: (True, ""))
+    clip = trusting(clips["h264"].read_bytes(), 4)
+    assert trusting.last_path.startswith("pyav: DALI could not decode the video")
+    np.testing.assert_array_equal(clip.frames, decode_sampled(clips["h264"], 4).frames)
+    again = trusting(clips["vp9"].read_bytes(), 4)  # the pipeline recovered from the failure
+    assert trusting.last_path == "dali" and _codes(again.frames) == sample_frame_indices(40, 4).tolist()
+    assert trusting.counts == {"dali": 1, "pyav": 1}
+    with pytest.raises(VideoDecodeError, match="not a video"):
+        trusting(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8), 4)
+
+
+def test_gpu_decoder_applies_rotation_and_reports_fps(tmp_path: Path):
+    from dali_pipelines.video_decode import GpuVideoDecoder
+
+    path = make_clip(tmp_path / "rot.webm", frames=6, size=SIZE, codec="libvpx-vp9", rotation=270, fps=30)
+    decoder = GpuVideoDecoder(device="cpu")
+    clip = decoder(path.read_bytes(), 4)
+    ref = decode_sampled(path, 4)
+    assert decoder.last_path == "dali"
+    assert clip.rotation == ref.rotation == 270 and clip.fps == ref.fps == 30.0
+    assert clip.frames.shape == ref.frames.shape == (4, SIZE[0], SIZE[1], 3)
+    assert np.abs(clip.frames.astype(int) - ref.frames.astype(int)).mean() < MEAN_ABS_DIFF
+
+
+def test_video_decode_model_with_the_dali_mixed_decoder(monkeypatch, data_dir: Path):
+    """model.py's `dali_mixed` decoder on this CPU machine: the 4:4:4 clip never reaches NVDEC."""
+    from tests.model_repository import fake_pb_utils as pb
+    from tests.model_repository.test_model_py import load_model_py, model_args
+
+    mod = load_model_py("video_decode", monkeypatch)
+    model = mod.TritonPythonModel()
+    args = model_args("video_decode", num_frames="16", decoder="dali_mixed")
+    args["model_instance_kind"], args["model_instance_device_id"] = "GPU", "0"
+    model.initialize(args)
+    data = np.frombuffer((data_dir / "videos" / "ffpp_634_660_faceswap_fake_720p.mp4").read_bytes(), np.uint8)
+    (response,) = model.execute([pb.request(VIDEO=data[None])])
+    assert not response.has_error()
+    ref = decode_sampled(data, 16)
+    np.testing.assert_array_equal(response.outputs["video_decode_frames"][0], ref.frames)
+    np.testing.assert_array_equal(response.outputs["video_decode_info"][0], [25.0, 338, 0])
+    assert model.decode.last_path.startswith("pyav: NVDEC does not decode h264 yuv444p")
+
+
+# --- the serialized graphs against the pinned DALI --------------------------------------------------------------
+
+sys_path_deploy = str(Path(__file__).resolve().parents[2] / "deploy")
+
+
+def _pinned_schema() -> tuple[str, dict]:
+    import json
+    import sys
+
+    if sys_path_deploy not in sys.path:
+        sys.path.insert(0, sys_path_deploy)
+    import image
+
+    version = image.release()["dali"]
+    path = Path(sys_path_deploy) / f"dali-{version}-schema.json"
+    assert path.is_file(), f"no operator schema dump of the image's DALI {version} at {path}"
+    return version, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("device", "sampling"), [("mixed", "indices"), ("mixed", "in_graph"), ("cpu", "in_graph")]
+)
+def test_serialized_graphs_use_only_operators_of_the_pinned_dali(device: str, sampling: str, tmp_path: Path):
+    from dali_pipelines.schema import check_against, gpu_to_cpu, read_pipeline
+
+    version, schemas = _pinned_schema()
+    assert schemas["dali"] == version
+    path = serialize(
+        tmp_path / "model.dali", device, sampling=sampling, num_frames=16, max_decoded_frames=600
+    )
+    graph = read_pipeline(path.read_bytes())
+    assert check_against(graph, schemas) == []
+    decoder = next(op for op in graph["ops"] if op["schema"] == "decoders__Video")
+    assert decoder["device"] == device
+    if sampling == "indices":
+        assert [i["arg_name"] for i in decoder["inputs"]] == [None, "frames"]
+        assert gpu_to_cpu(graph) == [], "the service's graph has no GPU->CPU transition"
+    else:
+        assert {"start_frame", "end_frame", "pad_mode"} <= set(decoder["args"])
+        expected = ["_Shape (cpu) reads __Video_0 from the GPU"] if device == "mixed" else []
+        assert gpu_to_cpu(graph) == expected
+    assert {o["name"] for o in graph["outputs"]} >= {"video_decode_frames", "video_decode_frame_indices"}
+
+
+def test_schema_check_catches_what_an_older_dali_lacks(tmp_path: Path):
+    from dali_pipelines.schema import check_against, read_pipeline
+
+    _, schemas = _pinned_schema()
+    graph = read_pipeline(serialize(tmp_path / "m.dali", "mixed", sampling="indices").read_bytes())
+    import copy
+
+    old = copy.deepcopy(schemas)
+    del old["operators"]["decoders__Video"]["args"]["frames"]
+    old["dali"] = "1.42.0"
+    assert check_against(graph, old) == [
+        "DALI 1.42.0: decoders__Video argument 'frames' takes no per-sample tensor"
+    ]
+    old["operators"]["decoders__Video"]["devices"] = ["cpu"]
+    assert "DALI 1.42.0: decoders__Video has no mixed backend (['cpu'])" in check_against(graph, old)
+    with pytest.raises(ValueError, match="not a serialized DALI pipeline"):
+        read_pipeline(b"\x08\x01\x10\x02")
+
+
+def test_the_image_runs_the_backend_dali_with_the_dynamic_executor():
+    text = (Path(sys_path_deploy).parent / "Dockerfile").read_text()
+    assert "DALI_USE_EXEC2=1" in text
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MINTIME_PINNED_DALI_SITE"),
+    reason="set MINTIME_PINNED_DALI_SITE to an unpacked wheel of the image's DALI to run the graphs with it",
+)
+def test_pinned_dali_serializes_and_runs_the_graphs(clips: dict[str, Path], tmp_path: Path):
+    """With the image's DALI itself (unpacked wheel, CPU): our graphs build, serialize and decode; a graph
+    serialized by the DALI installed here deserializes and runs there too."""
+    import subprocess
+    import sys
+
+    site = os.environ["MINTIME_PINNED_DALI_SITE"]
+    version, _ = _pinned_schema()
+    here = serialize(tmp_path / "here.dali", "cpu", num_frames=8, batch_size=1, num_threads=1)
+    script = f"""
+import sys
+sys.path.insert(0, {site!r})
+import nvidia
+nvidia.__path__.insert(0, {site + "/nvidia"!r})
+import numpy as np
+import nvidia.dali as dali
+from nvidia.dali.pipeline import Pipeline
+assert dali.__version__ == {version!r}, dali.__version__
+from dali_pipelines.video_decode import serialize, build_pipeline
+data = np.frombuffer(open({str(clips["vp9"])!r}, "rb").read(), np.uint8)
+for name in ("mixed_indices", "mixed_in_graph"):
+    serialize({str(tmp_path)!r} + "/" + name + ".dali", "mixed", sampling=name.split("_", 1)[1])
+p = Pipeline.deserialize(filename={str(here)!r}, batch_size=1, num_threads=1, device_id=None,
+                         prefetch_queue_depth=1, exec_dynamic=True)
+p.build()
+p.feed_input("VIDEO", [data])
+_, idx, _ = p.run()
+print("in_graph", np.array(idx[0]).tolist())
+p = build_pipeline("cpu", sampling="indices")
+p.feed_input("VIDEO", [data]); p.feed_input("FRAME_INDICES", [np.array([0, 39], np.int32)])
+frames, idx = p.run()
+print("indices", np.array(idx[0]).tolist(), np.array(frames[0]).shape)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(sys_path_deploy).parent)})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"in_graph {sample_frame_indices(40, 8).tolist()}" in out.stdout
+    assert "indices [0, 39] (2, 64, 96, 3)" in out.stdout
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.needs_data
+def test_gpu_decoder_on_the_shared_clips(data_dir: Path):
+    """NVDEC for the 4:2:0 clips (close to PyAV), PyAV for the 4:4:4 ones (identical to PyAV)."""
+    from dali_pipelines.video_decode import GpuVideoDecoder
+
+    decoder = GpuVideoDecoder(device_id=0)
+    for path in sorted((data_dir / "videos").glob("*.mp4")):
+        clip = decoder(path.read_bytes(), 16)
+        ref = decode_sampled(path, 16)
+        np.testing.assert_array_equal(clip.indices, ref.indices)
+        assert (clip.fps, clip.rotation, clip.frames.shape) == (ref.fps, ref.rotation, ref.frames.shape)
+        if path.name in SHARED_444:
+            assert decoder.last_path.startswith("pyav: NVDEC does not decode h264 yuv444p")
+            np.testing.assert_array_equal(clip.frames, ref.frames)
+        else:
+            assert decoder.last_path == "dali", (path.name, decoder.last_path)
+            assert np.abs(clip.frames.astype(int) - ref.frames.astype(int)).mean() < 4
+    assert decoder.counts == {"dali": len(SHARED_420), "pyav": len(SHARED_444)}

@@ -28,8 +28,15 @@ class TritonPythonModel:
             from mintime.video import VideoDecodeError
 
             self.decode = lambda data, n: decode_with_dali(data, n, device="cpu")
+        elif self.decoder == "dali_mixed":  # NVDEC on this instance's GPU, PyAV for streams NVDEC refuses
+            from dali_pipelines.video_decode import GpuVideoDecoder
+            from mintime.video import VideoDecodeError
+
+            self.decode = GpuVideoDecoder(device_id=int(args["model_instance_device_id"]))
         else:
-            raise ValueError(f"video_decode: unknown decoder parameter {self.decoder!r} (pyav or dali_cpu)")
+            raise ValueError(
+                f"video_decode: unknown decoder parameter {self.decoder!r} (pyav, dali_cpu or dali_mixed)"
+            )
         self.decode_errors = (VideoDecodeError,)
         pb_utils.Logger.log_info(f"video_decode: {self.decoder}, {self.num_frames} frames per video")
 

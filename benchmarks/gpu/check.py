@@ -1,0 +1,471 @@
+"""One-command GPU check of the deployment: every measurement a lent GPU should give, in one JSON.
+
+Run on a GPU machine through ``benchmarks/gpu/check.sh`` (which unpacks the carried wheels first), or here with
+``--dry-run`` to exercise the same orchestration on the CPU::
+
+    python benchmarks/gpu/check.py --out outputs/gpu_check.json                    # on a GPU
+    python benchmarks/gpu/check.py --dry-run --out /tmp/gpu_check.json             # CPU: same steps, smaller
+
+Steps (each bounded in time, failures recorded and the next step run; the JSON is rewritten after each):
+
+1. ``env``: machine, GPU, driver and package versions.
+2. ``cuda_tests``: ``pytest -m needs_cuda`` over the test suite.
+3. ``decode``: the service's decode step as the ``video_decode`` model runs it (:class:`GpuVideoDecoder`:
+   probe, NVDEC on the sampled frames, PyAV for streams NVDEC refuses) on the shared clips, against PyAV's
+   :func:`decode_sampled` on the same clips: videos/s, ms per clip, which path each clip took, pixel agreement.
+4. ``pipeline``: the in-process pipeline on CUDA (demo checkpoint), fp32 and fp16 (autocast), in videos/s,
+   with PyAV decoding (``Predictor.predict``) and with the GPU decode step; one CPU fp32 pass as reference.
+5. ``agreement``: per clip, GPU vs CPU: P(fake) within 0.02 and the same identities (count, status).
+6. ``perf``: ``mintime serve --config-name gpu`` (the pip-installed tritonserver) under perf_analyzer at
+   concurrency 1, 4 and 16 over the shared clips: videos/s and latency percentiles.
+
+``--dry-run`` (no GPU needed): device ``cpu`` everywhere, DALI's CPU decoder in place of NVDEC (H.264 then
+takes the PyAV fallback), fp32 only, one pass, perf at concurrency 1 on the default (CPU) configs. Its
+figures are not GPU figures; the JSON says ``"dry_run": true``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+logger = logging.getLogger("gpu_check")
+
+SCHEMA = "mintime.gpu_check.v1"
+STEPS = ("env", "cuda_tests", "decode", "pipeline", "agreement", "perf")
+#: Agreement criterion between GPU and CPU runs of the pipeline.
+MAX_PROB_DIFF = 0.02
+PERF_CONCURRENCY = (1, 4, 16)
+
+
+class Budget:
+    """A wall-clock deadline shared by the steps."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self, what: str, need: float = 0.0) -> None:
+        if self.left() < need:
+            raise TimeoutError(f"out of time before {what} ({self.left():.0f} s left, {need:.0f} s needed)")
+
+
+class Check:
+    """Runs the steps and keeps the report (written after every step)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.dry = bool(args.dry_run)
+        self.device = "cpu" if self.dry else "cuda"
+        self.budget = Budget(args.budget_s)
+        self.state: dict[str, Any] = {}
+        self.report: dict[str, Any] = {
+            "schema": SCHEMA,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "dry_run": self.dry,
+            "argv": sys.argv[1:],
+            "steps": {},
+            "summary": {},
+        }
+
+    # -- bookkeeping ------------------------------------------------------------------------------------------
+    def write(self) -> None:
+        out = Path(self.args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.report, indent=2, default=str) + "\n")
+        os.replace(tmp, out)
+
+    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"status": "ok", "seconds": 0.0, "error": None, "result": None}
+        logger.info("== %s (%.0f s left)", name, self.budget.left())
+        try:
+            self.budget.check(name, need=5.0)
+            entry["result"] = fn()
+        except TimeoutError as exc:
+            entry.update(status="skipped", error=str(exc))
+        except Exception as exc:  # a failed step is recorded; the next one runs
+            entry.update(
+                status="failed", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-4000:]
+            )
+        entry["seconds"] = round(time.perf_counter() - t0, 2)
+        self.report["steps"][name] = entry
+        logger.info(
+            "   %s in %.1f s%s",
+            entry["status"],
+            entry["seconds"],
+            f": {entry['error']}" if entry["error"] else "",
+        )
+        self.write()
+
+    # -- inputs -----------------------------------------------------------------------------------------------
+    def clips(self) -> list[Path]:
+        """The clips measured: the .mp4/.webm files of ``--videos`` (first ``--max-clips``); a dry run adds a
+        VP9 copy of the first one, which DALI's CPU decoder (NVDEC's stand-in there) decodes."""
+        if "clips" in self.state:
+            return self.state["clips"]
+        found = sorted(p for p in Path(self.args.videos).iterdir() if p.suffix in (".mp4", ".webm"))
+        if not found:
+            raise FileNotFoundError(f"no .mp4/.webm clips in {self.args.videos}")
+        found = found[: self.args.max_clips] if self.args.max_clips else found
+        if self.dry and not any(p.suffix == ".webm" for p in found):
+            from tests.helpers.media import transcode
+
+            work = Path(tempfile.mkdtemp(prefix="gpu_check_clips_"))
+            found.append(transcode(found[0], work / f"{found[0].stem}_vp9.webm", "libvpx-vp9", max_frames=30))
+        self.state["clips"] = found
+        return found
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def step_env(self) -> dict[str, Any]:
+        import numpy as np
+        import torch
+
+        info: dict[str, Any] = {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "cuda_available": torch.cuda.is_available(),
+            "numpy": np.__version__,
+        }
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            info.update(
+                gpu=props.name,
+                gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                compute_capability=f"{props.major}.{props.minor}",
+            )
+        elif not self.dry:
+            raise RuntimeError("no CUDA device: run with --dry-run on a machine without a GPU")
+        for mod in ("nvidia.dali", "pytriton", "tritonclient", "av", "cv2", "dlib", "onnxruntime"):
+            try:
+                m = __import__(mod, fromlist=["__version__"])
+                info[mod] = str(getattr(m, "__version__", "?"))
+            except Exception as exc:
+                info[mod] = f"missing ({type(exc).__name__})"
+        smi = shutil.which("nvidia-smi")
+        if smi:
+            q = subprocess.run(
+                [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            info["nvidia_smi"] = q.stdout.strip()
+        self.report["machine"] = {
+            k: info.get(k) for k in ("gpu", "gpu_memory_gib", "nvidia_smi", "cpus", "python")
+        }
+        return info
+
+    def step_cuda_tests(self) -> dict[str, Any]:
+        timeout = min(self.args.tests_timeout_s, max(self.budget.left() - 60, 10))
+        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "needs_cuda", "-p", "no:cacheprovider", "tests"]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        text = proc.stdout + proc.stderr
+        counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", text)}
+        failed = re.findall(r"^FAILED (\S+)", text, flags=re.M)
+        result = {"returncode": proc.returncode, "counts": counts, "failed": failed, "tail": text[-3000:]}
+        if proc.returncode not in (0, 5):  # 5: nothing selected
+            raise AssertionError(f"needs_cuda tests failed: {failed or text[-500:]}")
+        return result
+
+    def step_decode(self) -> dict[str, Any]:
+        import numpy as np
+
+        from dali_pipelines.video_decode import GpuVideoDecoder
+        from mintime.video import decode_sampled
+
+        decoder = GpuVideoDecoder(device_id=0, device="cpu" if self.dry else "mixed")
+        repeats = 1 if self.dry else self.args.repeats
+        per_clip, t_step, t_pyav = [], 0.0, 0.0
+        for path in self.clips():
+            self.budget.check(f"decode {path.name}", need=10)
+            data = path.read_bytes()
+            clip = decoder(data, self.args.num_frames)  # warm-up (builds the pipeline on first use)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                clip = decoder(data, self.args.num_frames)
+            step_s = (time.perf_counter() - t0) / repeats
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                ref = decode_sampled(data, self.args.num_frames)
+            pyav_s = (time.perf_counter() - t0) / repeats
+            t_step, t_pyav = t_step + step_s, t_pyav + pyav_s
+            same = clip.frames.shape == ref.frames.shape
+            diff = (
+                float(np.abs(clip.frames.astype(np.int16) - ref.frames.astype(np.int16)).mean())
+                if same
+                else None
+            )
+            per_clip.append(
+                {
+                    "clip": path.name,
+                    "path": decoder.last_path,
+                    "ms_decode_step": round(step_s * 1e3, 1),
+                    "ms_pyav": round(pyav_s * 1e3, 1),
+                    "indices_equal": bool(np.array_equal(clip.indices, ref.indices)),
+                    "shape": list(clip.frames.shape),
+                    "fps": clip.fps,
+                    "rotation": clip.rotation,
+                    "mean_abs_diff_vs_pyav": None if diff is None else round(diff, 3),
+                }
+            )
+        n = len(per_clip)
+        self.state["decoder"] = decoder
+        return {
+            "device": decoder.device,
+            "num_frames": self.args.num_frames,
+            "repeats": repeats,
+            "clips": per_clip,
+            "videos_per_s_decode_step": round(n / t_step, 2),
+            "videos_per_s_pyav": round(n / t_pyav, 2),
+            "paths": dict(decoder.counts),
+        }
+
+    def _predict_all(
+        self, predictor: Any, decode: Callable[[bytes], Any] | None, amp: bool
+    ) -> tuple[list, float]:
+        """Results per clip and wall seconds per pass (the last of ``passes`` timed passes after a warm-up)."""
+        import contextlib
+
+        import torch
+
+        from mintime.explain import render_result
+
+        def one(data: bytes) -> dict[str, Any]:
+            ctx = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
+            with ctx:
+                if decode is None:
+                    return predictor.predict(data)
+                faces = predictor.stage(decode(data))
+                return render_result(faces.to_json(), predictor.explain(faces), predictor.model)
+
+        datas = [p.read_bytes() for p in self.clips()]
+        one(datas[0])  # warm-up: weights on the device, cuDNN/cuBLAS handles, DALI pipeline
+        passes = 1 if self.dry else self.args.passes
+        results: list = []
+        t0 = time.perf_counter()
+        for _ in range(passes):
+            self.budget.check("pipeline pass", need=15)
+            results = [one(d) for d in datas]
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return results, (time.perf_counter() - t0) / passes
+
+    def step_pipeline(self) -> dict[str, Any]:
+        from mintime.config import PipelineConfig
+        from mintime.engines import TorchEngines
+        from mintime.networks import load_networks
+        from mintime.pipeline import Predictor
+
+        n = len(self.clips())
+        out: dict[str, Any] = {"clips": n, "num_frames": self.args.num_frames}
+        runs: dict[str, list] = {}
+        variants = [("cpu_fp32", "cpu", False, False)]
+        variants += (
+            [("cuda_fp32", "cuda", False, False), ("cuda_fp16", "cuda", True, False)] if not self.dry else []
+        )
+        variants += (
+            [("cuda_fp32_gpu_decode", "cuda", False, True)]
+            if not self.dry
+            else [("cpu_fp32_dali_decode", "cpu", False, True)]
+        )
+        for name, device, amp, gpu_decode in variants:
+            self.budget.check(f"pipeline {name}", need=20)
+            nets = load_networks()
+            cfg = PipelineConfig(num_frames=self.args.num_frames, device=device)
+            predictor = Predictor(
+                cfg, TorchEngines(nets.backbone, nets.head, device=device), model=nets.model
+            )
+            decode = None
+            if gpu_decode:
+                decoder = self.state.get("decoder")
+                if decoder is None:
+                    from dali_pipelines.video_decode import GpuVideoDecoder
+
+                    decoder = GpuVideoDecoder(device_id=0, device="cpu" if self.dry else "mixed")
+                decode = lambda data, d=decoder: d(data, self.args.num_frames)  # noqa: E731
+            results, seconds = self._predict_all(predictor, decode, amp)
+            runs[name] = results
+            out[name] = {"seconds_per_pass": round(seconds, 3), "videos_per_s": round(n / seconds, 3)}
+        self.state["runs"] = runs
+        self.state["clip_names"] = [p.name for p in self.clips()]
+        return out
+
+    def step_agreement(self) -> dict[str, Any]:
+        runs = self.state.get("runs")
+        if not runs or "cpu_fp32" not in runs:
+            raise RuntimeError("the pipeline step produced no CPU reference")
+        ref = runs["cpu_fp32"]
+        report: dict[str, Any] = {"max_prob_diff_allowed": MAX_PROB_DIFF, "runs": {}}
+        all_ok = True
+        for name, results in runs.items():
+            if name == "cpu_fp32":
+                continue
+            rows = []
+            for clip, a, b in zip(self.state["clip_names"], ref, results, strict=True):
+                pa, pb = a.get("fake_probability"), b.get("fake_probability")
+                diff = None if pa is None or pb is None else abs(pa - pb)
+                ids_a, ids_b = len(a.get("identities", [])), len(b.get("identities", []))
+                ok = (
+                    (pa is None) == (pb is None)
+                    and (diff is None or diff <= MAX_PROB_DIFF)
+                    and ids_a == ids_b
+                )
+                ok = ok and a.get("status") == b.get("status")
+                all_ok &= ok
+                rows.append(
+                    {"clip": clip, "p_fake_cpu": pa, "p_fake": pb, "diff": diff, "identities_cpu": ids_a,
+                     "identities": ids_b, "status": b.get("status"), "ok": ok}
+                )  # fmt: skip
+            report["runs"][name] = rows
+        report["all_ok"] = all_ok
+        if not all_ok:
+            raise AssertionError(f"GPU and CPU disagree: {json.dumps(report['runs'])[:1500]}")
+        return report
+
+    def step_perf(self) -> dict[str, Any]:
+        import csv
+
+        from benchmarks.perf.make_input_data import write_input_data
+        from benchmarks.perf.run_perf import PerfPoint, build_command, find_perf_analyzer
+        from mintime.serving.server import TritonServer, free_port
+
+        binary, env = find_perf_analyzer()
+        work = Path(tempfile.mkdtemp(prefix="gpu_check_perf_"))
+        data = write_input_data(self.clips(), work / "videos.json")
+        config = None if self.dry else "gpu"
+        levels = (1,) if self.dry else PERF_CONCURRENCY
+        server = TritonServer(
+            REPO / "model_repository",
+            grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
+            config_name=config, log_path=work / "tritonserver.log",
+            startup_timeout=min(300, max(self.budget.left() - 60, 30)),
+        )  # fmt: skip
+        points = []
+        with server:
+            for c in levels:
+                self.budget.check(f"perf concurrency {c}", need=30)
+                point = PerfPoint("gpucheck", c)
+                csv_path = work / f"c{c}.csv"
+                count = max(2 * c, 4) if not self.dry else 2
+                cmd = build_command(
+                    binary, point, csv_path=csv_path, input_data=data, url=server.grpc_url,
+                    request_count=count, max_trials=4, stability_percentage=self.args.stability_percentage,
+                    metrics_url=server.metrics_url,
+                )  # fmt: skip
+                proc = subprocess.run(
+                    cmd, env=env, capture_output=True, text=True, timeout=max(self.budget.left() - 20, 10)
+                )
+                row: dict[str, Any] = {"concurrency": c, "returncode": proc.returncode}
+                if proc.returncode == 0 and csv_path.is_file():
+                    rec = next(csv.DictReader(open(csv_path)))
+                    row.update(
+                        videos_per_s=float(rec["Inferences/Second"]),
+                        **{
+                            k.replace(" ", "_"): float(rec[k]) / 1e3
+                            for k in rec
+                            if k in ("p50 latency", "p90 latency", "p99 latency")
+                        },
+                    )  # latencies: perf_analyzer writes microseconds; ms here
+                else:
+                    row["error"] = (proc.stdout + proc.stderr)[-800:]
+                points.append(row)
+            log_tail = server.log_tail(20)
+        ok = [p for p in points if "videos_per_s" in p]
+        if not ok:
+            raise RuntimeError(f"perf_analyzer measured nothing: {points}; {log_tail}")
+        return {
+            "config_name": config or "default",
+            "clips": len(self.clips()),
+            "points": points,
+            "latency_unit": "ms",
+        }
+
+    # -- all --------------------------------------------------------------------------------------------------
+    def summarize(self) -> None:
+        steps = self.report["steps"]
+        s: dict[str, Any] = {"steps_ok": [k for k, v in steps.items() if v["status"] == "ok"]}
+        dec = (steps.get("decode") or {}).get("result") or {}
+        if dec:
+            s["decode_videos_per_s"] = dec.get("videos_per_s_decode_step")
+            s["pyav_videos_per_s"] = dec.get("videos_per_s_pyav")
+            s["decode_paths"] = dec.get("paths")
+        pipe = (steps.get("pipeline") or {}).get("result") or {}
+        for k, v in pipe.items():
+            if isinstance(v, dict) and "videos_per_s" in v:
+                s[f"pipeline_{k}_videos_per_s"] = v["videos_per_s"]
+        perf = (steps.get("perf") or {}).get("result") or {}
+        for p in perf.get("points", []):
+            if "videos_per_s" in p:
+                s[f"serve_c{p['concurrency']}_videos_per_s"] = p["videos_per_s"]
+        agree = (steps.get("agreement") or {}).get("result") or {}
+        if agree:
+            s["gpu_cpu_agreement"] = agree.get("all_ok")
+        self.report["summary"] = s
+        self.report["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.write()
+
+    def main(self) -> int:
+        for name in self.args.steps:
+            self.run(name, getattr(self, f"step_{name}"))
+        self.summarize()
+        failed = [k for k, v in self.report["steps"].items() if v["status"] == "failed"]
+        logger.info("wrote %s; failed steps: %s", self.args.out, failed or "none")
+        return 1 if failed else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="One-command GPU check of the MINTIME deployment (one JSON)."
+    )
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "outputs")) / "gpu_check.json")
+    parser.add_argument("--dry-run", action="store_true", help="CPU only: exercise the orchestration")
+    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
+    parser.add_argument("--videos", type=Path, default=REPO.parent / "shared" / "data" / "videos")
+    parser.add_argument("--max-clips", type=int, default=0, help="use only the first N clips (0: all)")
+    parser.add_argument(
+        "--num-frames", type=int, default=16, help="frames sampled per video (the service's 16)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed decodes per clip")
+    parser.add_argument("--passes", type=int, default=2, help="timed pipeline passes over the clips")
+    parser.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget of the whole check")
+    parser.add_argument("--tests-timeout-s", type=float, default=150.0)
+    parser.add_argument(
+        "--stability-percentage",
+        type=float,
+        default=200.0,
+        help="perf_analyzer's window-to-window tolerance: loose, so that a one-shot run always yields a figure "
+        "(the JSON keeps every window's throughput in the CSV row)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    return Check(parse_args(argv)).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
