@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 __all__ = [
@@ -316,15 +317,20 @@ def _method_names(list_file: Path) -> dict[int, str] | None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_checkpoint, format_report
 
+    device = _device(args.device)
     for what, path in (("checkpoint", args.checkpoint), ("list", args.list), ("data path", args.data_path)):
         if not path.exists():
             raise FileNotFoundError(f"{what} not found: {path}")
+    if not zipfile.is_zipfile(
+        args.checkpoint
+    ):  # torch.save writes zip archives; anything else is no checkpoint
+        raise ValueError(f"{args.checkpoint}: not a checkpoint (expected best.pt of `mintime train`)")
     rep = evaluate_checkpoint(
         args.checkpoint,
         args.list,
         args.data_path,
         args.out,
-        device=_device(args.device),
+        device=device,
         batch_size=args.batch_size,
         workers=args.workers,
         only_multi_identity=args.only_multi_identity,

@@ -703,6 +703,12 @@ def main(cfg: TrainConfig, *, overwrite: bool = False, progress: bool = True) ->
         OutputDirError: ``output_dir`` is not empty, and the run neither resumes nor overwrites.
     """
     cfg.validate()
+    unset = [key for key in ("data_path", "train_list", "val_list") if not getattr(cfg, key)]
+    if unset:
+        raise ValueError(
+            f"{', '.join(unset)} not set: give them as key=value (the face-crop root of `mintime preprocess` and "
+            "the lists of `mintime split`), e.g. data_path=data/faces train_list=lists/train.csv val_list=lists/val.csv"
+        )
     threads_before = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

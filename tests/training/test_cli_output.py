@@ -213,3 +213,38 @@ def test_preprocess_undecodable_video_is_one_failed_line(tmp_path):
     assert "1 videos: 0 processed, 0 already done, 1 failed" in run.stdout
     verbose = _mintime("-v", "preprocess", str(bad), "--out", str(tmp_path / "faces"), "--no-progress")
     assert verbose.returncode == 1 and "Traceback (most recent call last)" in verbose.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--config", "nope"],
+            "error: training config not found: nope (a yaml file, or a preset: baseline, demo,",
+        ),
+        (["--config", "tiny", "lr=abc"], "error: lr: expected float, got 'abc'\n"),
+        (["--config", "tiny", "epochs=1.5"], "error: epochs: expected int, got 1.5\n"),
+        (["--config", "tiny"], "error: data_path, train_list, val_list not set: give them as key=value"),
+    ],
+)
+def test_train_config_errors_are_one_line(args, message, capsys):
+    assert cli_main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_config_file_and_checkpoint_that_are_not_what_they_claim(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [\n")
+    assert cli_main(["train", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad}: not valid yaml (line 2): ")
+    fake = tmp_path / "best.pt"
+    fake.write_text("not a checkpoint")
+    lst = _list(tmp_path / "l.csv", 1, 1)
+    assert (
+        cli_main(["evaluate", "--checkpoint", str(fake), "--list", str(lst), "--data-path", str(tmp_path)])
+        == 2
+    )
+    assert (
+        capsys.readouterr().err == f"error: {fake}: not a checkpoint (expected best.pt of `mintime train`)\n"
+    )
