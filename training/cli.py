@@ -86,7 +86,7 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_preprocess(args: argparse.Namespace) -> int:
     from mintime.pipeline import PipelineConfig
-    from training.preprocess import preprocess
+    from training.preprocess import find_videos, preprocess
 
     cfg = PipelineConfig(
         num_frames=args.num_frames,
@@ -99,6 +99,9 @@ def run_preprocess(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
+    if not find_videos(args.inputs):
+        print("error: no video files found (nothing written)", file=sys.stderr)
+        return 2
     s = preprocess(args.inputs, args.out, cfg=cfg, workers=args.workers, progress=not args.no_progress)
     print(
         f"{s.total} videos: {s.processed} processed, {s.skipped} already done, {len(s.failed)} failed; "

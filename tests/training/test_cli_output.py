@@ -248,3 +248,12 @@ def test_config_file_and_checkpoint_that_are_not_what_they_claim(tmp_path, capsy
     assert (
         capsys.readouterr().err == f"error: {fake}: not a checkpoint (expected best.pt of `mintime train`)\n"
     )
+
+
+def test_preprocess_names_an_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    run = _mintime("preprocess", str(tmp_path / "empty"), "--out", str(tmp_path / "faces"))
+    assert run.returncode == 2 and run.stdout == ""
+    assert f"no video files in {tmp_path / 'empty'} (.avi, " in run.stderr
+    assert run.stderr.endswith("error: no video files found (nothing written)\n")
+    assert not (tmp_path / "faces").exists()
