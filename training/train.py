@@ -397,6 +397,11 @@ def check_output_dir(cfg: TrainConfig, *, resuming: bool, overwrite: bool = Fals
     if found and not overwrite:
         names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found[:6])
         more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+        if cfg.resume == "auto":  # asked to resume, but the earlier run never finished an epoch
+            raise OutputDirError(
+                f"{out} holds no last.state.pt to resume from ({names}{more}): replace it with --overwrite, or "
+                "choose another --output-dir"
+            )
         raise OutputDirError(
             f"{out} is not empty ({names}{more}): continue that run with --resume auto, replace it with "
             f"--overwrite, or choose another --output-dir"

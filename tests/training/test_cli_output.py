@@ -88,6 +88,12 @@ def test_train_reports_every_epoch_and_protects_the_run(tiny_layout, tmp_path, c
     assert "--resume auto" in err and "--overwrite" in err and err.count("\n") == 1
     assert (out / "best.pt").stat().st_mtime_ns == before
 
+    # resume=auto over a run that never finished an epoch: nothing to resume, so it is refused too
+    (out / "last.state.pt").rename(out / "state.bak")
+    assert cli_main(_train_args(tiny_layout, out, "epochs=3", "--resume", "auto")) == 2
+    assert capsys.readouterr().err.startswith(f"error: {out} holds no last.state.pt to resume from (")
+    (out / "state.bak").rename(out / "last.state.pt")
+
     # resuming continues the same TensorBoard run
     assert cli_main(_train_args(tiny_layout, out, "epochs=3", "--resume", "auto")) == 0
     err = capsys.readouterr().err
