@@ -80,6 +80,19 @@ def headline_text(result: dict[str, Any]) -> str:
     return f"{str(result.get('label', '?')).upper()}: P(fake) = {p:.3f}"
 
 
+def result_notes(result: dict[str, Any]) -> list[str]:
+    """The lines every annotated video carries under its headline: the model that answered (and the demo
+    weights' caveat) and the result's decode warnings."""
+    notes = []
+    model = result.get("model") or {}
+    if model:
+        notes.append(f"model: {model.get('name')}")
+        if model.get("caveat"):
+            notes.append(str(model["caveat"]))
+    notes += [f"warning: {w}" for w in result.get("warnings") or []]
+    return notes
+
+
 def identity_tracks(result: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
     """Per identity: (frames (n,) int64 sorted, boxes (n, 4) float32, the identity's JSON)."""
     tracks = []
@@ -199,7 +212,8 @@ def write_annotated_video(
         source: the video that was analysed.
         result: its result dict (:func:`mintime.explain.render_result`).
         target: output path (``.mp4``).
-        notes: extra lines under the headline (e.g. which model answered, a decode warning).
+        notes: extra lines under the headline, after :func:`result_notes` (the model and its caveat, the
+            decode warnings).
 
     Returns:
         The path written (``target``), for the caller to print.
@@ -217,6 +231,7 @@ def write_annotated_video(
     hold = max(1, step // 2)
     tracks = identity_tracks(result)
     headline = headline_text(result)
+    notes = [*result_notes(result), *notes]
 
     tmp = target.with_name(f".{target.name}.part")
     try:

@@ -183,34 +183,15 @@ def model_banner(model: dict[str, Any]) -> str:
     return line
 
 
-def check_device(device: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N`` that this torch can use, else a one-line ValueError."""
-    import torch
-
-    d = device.strip().lower()
-    if d == "cpu":
-        return d
-    if d != "cuda" and not (d.startswith("cuda:") and d[5:].isdigit()):
-        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-        raise ValueError(
-            f"--device {device}: CUDA is not available here (this torch {torch.__version__} is {build})"
-        )
-    index = int(d.partition(":")[2] or 0)
-    if index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return d
-
-
 def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from mintime.devices import check_device
     from mintime.engines import OnnxEngines, TorchEngines
     from mintime.networks import load_networks
     from mintime.pipeline import Predictor
 
-    device = check_device(args.device)
+    device = str(check_device(args.device))
     videos, empty = expand_videos(args.videos)
     for folder in empty:
         print(f"warning: no video file in folder {folder}", file=sys.stderr)

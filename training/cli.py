@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 from mintime.config import TRAINING_NUM_FRAMES
@@ -51,7 +52,7 @@ def _describe(p: argparse.ArgumentParser, description: str, epilog: str | None =
 
 def _device(name: str) -> str:
     """Check ``--device`` before any work (one clear line for a device this machine does not have)."""
-    from training.devices import check_device
+    from mintime.devices import check_device
 
     check_device(name)
     return name
@@ -87,7 +88,7 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_preprocess(args: argparse.Namespace) -> int:
     from mintime.config import DEFAULTS
-    from training.preprocess import preprocess
+    from training.preprocess import find_videos, preprocess
 
     cfg = DEFAULTS.replace(
         num_frames=args.num_frames,
@@ -100,6 +101,9 @@ def run_preprocess(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
+    if not find_videos(args.inputs):
+        print("error: no video files found (nothing written)", file=sys.stderr)
+        return 2
     s = preprocess(args.inputs, args.out, cfg=cfg, workers=args.workers, progress=not args.no_progress)
     print(
         f"{s.total} videos: {s.processed} processed, {s.skipped} already done, {len(s.failed)} failed; "
@@ -318,15 +322,20 @@ def _method_names(list_file: Path) -> dict[int, str] | None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_checkpoint, format_report
 
+    device = _device(args.device)
     for what, path in (("checkpoint", args.checkpoint), ("list", args.list), ("data path", args.data_path)):
         if not path.exists():
             raise FileNotFoundError(f"{what} not found: {path}")
+    if not zipfile.is_zipfile(
+        args.checkpoint
+    ):  # torch.save writes zip archives; anything else is no checkpoint
+        raise ValueError(f"{args.checkpoint}: not a checkpoint (expected best.pt of `mintime train`)")
     rep = evaluate_checkpoint(
         args.checkpoint,
         args.list,
         args.data_path,
         args.out,
-        device=_device(args.device),
+        device=device,
         batch_size=args.batch_size,
         workers=args.workers,
         only_multi_identity=args.only_multi_identity,

@@ -179,13 +179,29 @@ _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 
 def _coerce(key: str, value: Any) -> Any:
-    """Convert a yaml/CLI value to the field's type where that is unambiguous (ints given for floats, ...)."""
+    """Convert a yaml/CLI value to the field's type where that is unambiguous (ints given for floats, ...).
+
+    Raises:
+        ValueError: naming the key, when the value cannot be converted.
+    """
+    try:
+        return _convert(key, value)
+    except (TypeError, ValueError) as exc:
+        kind = str(_FIELD_TYPES[key]).replace(" | None", "")
+        raise ValueError(f"{key}: expected {kind}, got {value!r}") from exc
+
+
+def _convert(key: str, value: Any) -> Any:
     kind = str(_FIELD_TYPES[key])
     if value is None:
         return None
     if kind.startswith("float") and isinstance(value, (int, str)) and not isinstance(value, bool):
         return float(value)
     if kind.startswith("int") and isinstance(value, str):
+        return int(value)
+    if kind.startswith("int") and isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value} is not a whole number")
         return int(value)
     if kind.startswith("str") and not isinstance(value, str):
         return str(value)
@@ -234,7 +250,17 @@ def load_config(
         p = Path(path)
         if not p.is_file() and (CONFIG_DIR / f"{path}.yaml").is_file():
             p = CONFIG_DIR / f"{path}.yaml"
-        data = yaml.safe_load(p.read_text()) or {}
+        if not p.is_file():
+            presets = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.yaml")))
+            raise FileNotFoundError(
+                f"training config not found: {path} (a yaml file, or a preset: {presets})"
+            )
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where is not None else ""
+            raise ValueError(f"{p}: not valid yaml{line}: {getattr(exc, 'problem', None) or exc}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{p}: a training config must be a yaml mapping")
         cfg = TrainConfig.from_dict({k.replace("-", "_"): v for k, v in data.items()})

@@ -85,6 +85,7 @@ def find_videos(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
+            before = len(found)
             for q in sorted(p.rglob("*")):
                 if (
                     q.is_file()
@@ -92,6 +93,8 @@ def find_videos(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
                     and not any(part.startswith(".") for part in q.relative_to(p).parts)
                 ):
                     found.setdefault(q.relative_to(p).as_posix(), q)
+            if len(found) == before:
+                logger.warning("no video files in %s (%s)", p, ", ".join(sorted(VIDEO_SUFFIXES)))
         elif p.is_file():
             found.setdefault(p.name, p)
         else:

@@ -37,10 +37,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from mintime.devices import check_device
 from mintime.fileio import atomic_write
 from training.config import TrainConfig, save_config
 from training.dataset import FaceVideoDataset, class_counts, load_rows
-from training.devices import check_device
 from training.features import FeatureCache, weights_tag
 from training.metrics import compute_metrics
 from training.modeling import VideoClassifier, build_model, save_model
@@ -397,6 +397,11 @@ def check_output_dir(cfg: TrainConfig, *, resuming: bool, overwrite: bool = Fals
     if found and not overwrite:
         names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found[:6])
         more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+        if cfg.resume == "auto":  # asked to resume, but the earlier run never finished an epoch
+            raise OutputDirError(
+                f"{out} holds no last.state.pt to resume from ({names}{more}): replace it with --overwrite, or "
+                "choose another --output-dir"
+            )
         raise OutputDirError(
             f"{out} is not empty ({names}{more}): continue that run with --resume auto, replace it with "
             f"--overwrite, or choose another --output-dir"
@@ -703,6 +708,12 @@ def main(cfg: TrainConfig, *, overwrite: bool = False, progress: bool = True) ->
         OutputDirError: ``output_dir`` is not empty, and the run neither resumes nor overwrites.
     """
     cfg.validate()
+    unset = [key for key in ("data_path", "train_list", "val_list") if not getattr(cfg, key)]
+    if unset:
+        raise ValueError(
+            f"{', '.join(unset)} not set: give them as key=value (the face-crop root of `mintime preprocess` and "
+            "the lists of `mintime split`), e.g. data_path=data/faces train_list=lists/train.csv val_list=lists/val.csv"
+        )
     threads_before = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

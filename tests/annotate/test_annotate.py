@@ -110,3 +110,20 @@ def test_write_annotated_video_every_frame_and_returns_path(tmp_path):
         c1 = _label_panel_colour(frames[t], 420, 120).astype(float)
         assert np.abs(c0 - PALETTE[0]).max() < 40 and np.abs(c1 - PALETTE[1]).max() < 40, (t, c0, c1)
     assert len(_dark_rows(frames[5])) >= 30, "dark headline panel after encoding"
+
+
+def test_result_notes_name_the_model_and_its_caveat():
+    from mintime.annotate import result_notes
+    from mintime.networks import DEMO_CAVEAT
+
+    result = {
+        "model": {"name": "mintime-demo-synthetic-v1", "caveat": DEMO_CAVEAT},
+        "warnings": ["decoded 15 of 83 frames the container declares"],
+    }
+    assert result_notes(result) == [
+        "model: mintime-demo-synthetic-v1",
+        DEMO_CAVEAT,
+        "warning: decoded 15 of 83 frames the container declares",
+    ]
+    assert result_notes({"model": {"name": "x", "caveat": None}}) == ["model: x"]
+    assert result_notes({}) == []

@@ -88,6 +88,12 @@ def test_train_reports_every_epoch_and_protects_the_run(tiny_layout, tmp_path, c
     assert "--resume auto" in err and "--overwrite" in err and err.count("\n") == 1
     assert (out / "best.pt").stat().st_mtime_ns == before
 
+    # resume=auto over a run that never finished an epoch: nothing to resume, so it is refused too
+    (out / "last.state.pt").rename(out / "state.bak")
+    assert cli_main(_train_args(tiny_layout, out, "epochs=3", "--resume", "auto")) == 2
+    assert capsys.readouterr().err.startswith(f"error: {out} holds no last.state.pt to resume from (")
+    (out / "state.bak").rename(out / "last.state.pt")
+
     # resuming continues the same TensorBoard run
     assert cli_main(_train_args(tiny_layout, out, "epochs=3", "--resume", "auto")) == 0
     err = capsys.readouterr().err
@@ -213,3 +219,47 @@ def test_preprocess_undecodable_video_is_one_failed_line(tmp_path):
     assert "1 videos: 0 processed, 0 already done, 1 failed" in run.stdout
     verbose = _mintime("-v", "preprocess", str(bad), "--out", str(tmp_path / "faces"), "--no-progress")
     assert verbose.returncode == 1 and "Traceback (most recent call last)" in verbose.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--config", "nope"],
+            "error: training config not found: nope (a yaml file, or a preset: baseline, demo,",
+        ),
+        (["--config", "tiny", "lr=abc"], "error: lr: expected float, got 'abc'\n"),
+        (["--config", "tiny", "epochs=1.5"], "error: epochs: expected int, got 1.5\n"),
+        (["--config", "tiny"], "error: data_path, train_list, val_list not set: give them as key=value"),
+    ],
+)
+def test_train_config_errors_are_one_line(args, message, capsys):
+    assert cli_main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_config_file_and_checkpoint_that_are_not_what_they_claim(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [\n")
+    assert cli_main(["train", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad}: not valid yaml (line 2): ")
+    fake = tmp_path / "best.pt"
+    fake.write_text("not a checkpoint")
+    lst = _list(tmp_path / "l.csv", 1, 1)
+    assert (
+        cli_main(["evaluate", "--checkpoint", str(fake), "--list", str(lst), "--data-path", str(tmp_path)])
+        == 2
+    )
+    assert (
+        capsys.readouterr().err == f"error: {fake}: not a checkpoint (expected best.pt of `mintime train`)\n"
+    )
+
+
+def test_preprocess_names_an_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    run = _mintime("preprocess", str(tmp_path / "empty"), "--out", str(tmp_path / "faces"))
+    assert run.returncode == 2 and run.stdout == ""
+    assert f"no video files in {tmp_path / 'empty'} (.avi, " in run.stderr
+    assert run.stderr.endswith("error: no video files found (nothing written)\n")
+    assert not (tmp_path / "faces").exists()

@@ -1,4 +1,4 @@
-"""The torch device a research command runs on, checked up front so that a wrong ``--device`` is one clear line."""
+"""The torch device a command runs on (predict, train, evaluate), checked up front: a wrong ``--device`` is one line."""
 
 from __future__ import annotations
 
