@@ -343,18 +343,16 @@ def _refuse_known_non_video(inp: _Input, limits: DecodeLimits) -> None:
     for test, name in _AUDIO:
         if test(head):
             raise VideoDecodeError(f"not a video: an audio file ({name})")
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"#EXT"):
+        raise VideoDecodeError(
+            "not a video: an M3U/HLS playlist (it names other files or URLs; playlists are not read)"
+        )
+    if text.startswith(b"ffconcat"):
+        raise VideoDecodeError("not a video: an FFmpeg concat script (it names other files; not read)")
+    if text.startswith(b"<?xml") or b"<MPD" in text[:512]:
+        raise VideoDecodeError("not a video: an XML document (e.g. a DASH manifest; manifests are not read)")
     if _looks_like_text(head):  # before FFmpeg, whose tty demuxer renders *.txt files as "video"
-        text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-        if text.startswith(b"#EXTM3U") or text.startswith(b"#EXT"):
-            raise VideoDecodeError(
-                "not a video: an M3U/HLS playlist (it names other files or URLs; playlists are not read)"
-            )
-        if text.startswith(b"ffconcat"):
-            raise VideoDecodeError("not a video: an FFmpeg concat script (it names other files; not read)")
-        if text.startswith(b"<?xml") or b"<MPD" in text[:512]:
-            raise VideoDecodeError(
-                "not a video: an XML document (e.g. a DASH manifest; manifests are not read)"
-            )
         raise VideoDecodeError("not a video: the input looks like text")
 
 
