@@ -2,6 +2,8 @@
 # Start MINTIME on Triton (production configs). At first start (or after a new volume) it builds what the
 # production variant needs and that cannot ship in the image because it depends on the GPU and the runtime:
 #   * backbone/temporal TensorRT engines (model.plan) from the checkpoint: `mintime export --trt --if-missing`
+#     (a version counts only when its export completed and verified - the export.complete marker, written last -
+#     and was made from these weights; an export killed mid-way is removed and redone, never served)
 #   * video_decode/1/model.dali (DALI pipeline, NVDEC) from dali_pipelines/video_decode.py: `--dali`
 # Then it runs tritonserver with --model-config-name=production. Extra arguments go to tritonserver.
 # Environment: MODEL_REPOSITORY (default /models), MINTIME_CHECKPOINT (project checkpoint; default: the
@@ -34,5 +36,7 @@ fi
 args+=(${MINTIME_EXPORT_ARGS:-})
 echo "[mintime] mintime export ${args[*]}"
 mintime export "${args[@]}"
+# Refuse to serve an untrusted version or a backbone/temporal pair from two checkpoints (names both).
+mintime export --check --trt --model-repository "${MODELS}"
 
 exec tritonserver --model-repository="${MODELS}" --model-config-name=production "$@"
