@@ -9,7 +9,7 @@ answered every time, and with the answer they got the first time (``fake_probabi
 and identities). Hostile ones (truncated, random bytes, an unknown codec tag, an 8192x4096 bomb, an input over the
 byte limit, an animated GIF, an empty input) must be refused with ``INVALID_ARGUMENT``. ``--concurrency``
 requests are kept in flight the whole time. The memory of the server (proportional set size of tritonserver and
-its Python-backend stubs, plus Triton's shared-memory regions in ``/dev/shm``) is sampled every few seconds and
+its Python-backend stubs, Triton's shared-memory regions included) is sampled every few seconds and
 reported at the start (after every good video was answered once), the middle and the end.
 
 Printed: requests, failures of good requests (must be 0), answers changed (must be 0), hostile requests not
@@ -133,8 +133,9 @@ def _children(pid: int) -> list[int]:
 
 
 def server_memory_mb(pid: int) -> dict[str, float]:
-    """PSS of ``pid`` and its descendants, and the size of Triton's shared-memory regions, MB."""
-    pss, todo = 0, [pid]
+    """Memory of ``pid`` and its descendants, MB: proportional set size (shared pages counted once, Triton's
+    shared-memory regions included) and the size of the ``/dev/shm`` files they map (for information)."""
+    pss, todo, shm = 0, [pid], set()
     while todo:
         p = todo.pop()
         todo += _children(p)
@@ -142,10 +143,13 @@ def server_memory_mb(pid: int) -> dict[str, float]:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     pss += int(line.split()[1])
+            shm |= {
+                ln.split()[-1] for ln in Path(f"/proc/{p}/maps").read_text().splitlines() if "/dev/shm/" in ln
+            }
         except OSError:
             pass
-    shm = sum(f.stat().st_size for f in Path("/dev/shm").glob("*triton*") if f.is_file())
-    return {"pss_mb": round(pss / 1024, 1), "shm_mb": round(shm / 1024**2, 1)}
+    shm_bytes = sum(Path(f).stat().st_size for f in shm if Path(f).is_file())
+    return {"pss_mb": round(pss / 1024, 1), "shm_files_mb": round(shm_bytes / 1024**2, 1)}
 
 
 def start_serve(repository: Path, checkpoint: Path | None, log: Path) -> tuple[subprocess.Popen, str, int]:
@@ -303,7 +307,7 @@ async def soak(
 def memory_summary(memory: list[dict[str, float]]) -> dict[str, Any]:
     if not memory:
         return {}
-    total = [m["pss_mb"] + m["shm_mb"] for m in memory]
+    total = [m["pss_mb"] for m in memory]
     return {
         "start_mb": total[0],
         "middle_mb": total[len(total) // 2],

@@ -97,6 +97,10 @@ class TritonServer:
         log_path: server log file; default a temporary file.
         startup_timeout: seconds to wait for ``/v2/health/ready``.
         extra_args: more command-line flags (``--log-verbose=1``, ``--model-control-mode=explicit``, ...).
+        grpc_allocation_pool: ``--grpc-infer-allocation-pool-size``: request objects Triton keeps for reuse.
+            Each keeps the capacity of the largest message it held, so the default 0 returns the memory of large
+            (even refused) requests: measured, 8 refused 100 MB requests left +690 MB with Triton's default (8),
+            +170 MB with 0.
         check_weights: refuse to start when the served ``backbone`` and ``temporal`` versions are untrusted or
             hold different weights (default True; a repository without those models is not checked).
     """
@@ -116,6 +120,7 @@ class TritonServer:
         log_path: str | os.PathLike | None = None,
         startup_timeout: float = 180.0,
         extra_args: Sequence[str] = (),
+        grpc_allocation_pool: int = 0,
         check_weights: bool = True,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
@@ -128,6 +133,7 @@ class TritonServer:
         self.log_path = Path(log_path) if log_path else None
         self.startup_timeout = float(startup_timeout)
         self.extra_args = list(extra_args)
+        self.grpc_allocation_pool = int(grpc_allocation_pool)
         self.check_weights = check_weights
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file = None
@@ -173,6 +179,7 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
+            f"--grpc-infer-allocation-pool-size={self.grpc_allocation_pool}",
         ]
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
