@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``mintime export``."""
-    from export.workflow import default_export_repository
+    from export.repository import default_export_repository
     from mintime.cli import add_weights_arguments
 
     add_weights_arguments(parser)

@@ -29,6 +29,8 @@ from typing import Any
 
 __all__ = [
     "MARKER_FILENAME",
+    "committed_repository",
+    "default_export_repository",
     "PROVENANCE_FILENAME",
     "ServedVersion",
     "MixedExportError",
@@ -61,6 +63,19 @@ PROVENANCE_FILENAME = "export.json"
 #: Written last into an exported version folder: the version is complete and verified.
 MARKER_FILENAME = "export.complete"
 PRODUCTION_CONFIG = Path("configs") / "production.pbtxt"
+
+
+def committed_repository() -> Path:
+    """``model_repository/`` of the source checkout (tracked files: export only reads it)."""
+    from mintime.serving.server import default_model_repository
+
+    return default_model_repository()
+
+
+def default_export_repository() -> Path:
+    """Where ``mintime export`` writes by default: ``build/model_repository`` beside the committed one
+    (``build/`` is git-ignored); serve it with ``mintime serve --model-repository build/model_repository``."""
+    return committed_repository().parent / "build" / "model_repository"
 
 
 # ---------------------------------------------------------------------------------------------------------------

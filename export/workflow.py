@@ -45,6 +45,7 @@ from export.modules import (
     io_names,
 )
 from export.onnx import ParityError, export_onnx, onnx_parity
+from export.repository import committed_repository, default_export_repository
 
 __all__ = [
     "FP16_ATOL",
@@ -65,19 +66,6 @@ FP16_ATOL = 1e-3
 FP16_RTOL = 2e-2
 #: Python-backend files carried from the previous version into the new one.
 CARRIED_FILES = ("model.py",)
-
-
-def committed_repository() -> Path:
-    """``model_repository/`` of the source checkout (tracked files: export only reads it)."""
-    from mintime.serving.server import default_model_repository
-
-    return default_model_repository()
-
-
-def default_export_repository() -> Path:
-    """Where ``mintime export`` writes by default: ``build/model_repository`` beside the committed one
-    (``build/`` is git-ignored); serve it with ``mintime serve --model-repository build/model_repository``."""
-    return committed_repository().parent / "build" / "model_repository"
 
 
 def seed_repository(target: str | os.PathLike, source: str | os.PathLike) -> list[Path]:
