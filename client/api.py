@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from mintime import contract
 from mintime.contract import ENSEMBLE
+from mintime.limits import DEFAULT_LIMITS
 
 __all__ = [
     "DEFAULT_URL",
@@ -81,25 +83,43 @@ class Prediction:
         return {"video": self.source, **self.result}
 
 
-def read_video(video: Video) -> bytes:
+def read_video(video: Video, *, max_bytes: int | None = DEFAULT_LIMITS.max_bytes) -> bytes:
     """The encoded bytes of a path, bytes-like object or uint8 array.
+
+    Args:
+        video: a path, the encoded bytes, or a uint8 array of them.
+        max_bytes: refuse larger videos before reading or sending them (the service's decode budget,
+            :data:`mintime.limits.DEFAULT_LIMITS`; None: no check).
 
     Raises:
         FileNotFoundError: a path that does not exist.
-        MintimeClientError: an empty input.
+        MintimeClientError: an empty input, or one over ``max_bytes`` (status ``INVALID_ARGUMENT``, not sent).
     """
     if isinstance(video, (str, os.PathLike)):
         path = Path(video)
         if not path.is_file():
             raise FileNotFoundError(f"video not found: {path}")
+        _check_bytes(path.stat().st_size, max_bytes)
         data = path.read_bytes()
     elif isinstance(video, np.ndarray):
+        _check_bytes(video.nbytes, max_bytes)
         data = np.ascontiguousarray(video, dtype=np.uint8).tobytes()
     else:
+        _check_bytes(memoryview(video).nbytes, max_bytes)
         data = bytes(video)
     if not data:
         raise MintimeClientError("empty video (0 bytes)", "StatusCode.INVALID_ARGUMENT")
+    _check_bytes(len(data), max_bytes)
     return data
+
+
+def _check_bytes(num_bytes: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and num_bytes > max_bytes:
+        raise MintimeClientError(
+            f"too large: {num_bytes} bytes exceeds max_bytes={max_bytes} (the service's decode budget, "
+            f"mintime.limits); not sent",
+            "StatusCode.INVALID_ARGUMENT",
+        )
 
 
 def video_tensor(data: bytes) -> np.ndarray:
@@ -138,14 +158,22 @@ class MintimeClient:
         url: ``host:port`` of Triton's gRPC endpoint.
         model_name: the ensemble's name.
         timeout: per-request timeout in seconds (None: no limit).
+        max_bytes: videos over this many bytes are refused without being sent (default: the decode budget's
+            ``max_bytes``, which the server applies too; None: no check).
     """
 
     def __init__(
-        self, url: str = DEFAULT_URL, *, model_name: str = ENSEMBLE.name, timeout: float | None = None
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        model_name: str = ENSEMBLE.name,
+        timeout: float | None = None,
+        max_bytes: int | None = DEFAULT_LIMITS.max_bytes,
     ) -> None:
         self.url = url
         self.model_name = model_name
         self.timeout = timeout
+        self.max_bytes = max_bytes
         self._sync: Any = None
 
     # -- sync ----------------------------------------------------------------------------------------------------
@@ -187,13 +215,13 @@ class MintimeClient:
         """
         import tritonclient.grpc as grpcclient
 
-        inputs, outputs = self._request(read_video(video), grpcclient)
+        inputs, outputs = self._request(read_video(video, max_bytes=self.max_bytes), grpcclient)
         for attempt in range(retries + 1):
             try:
                 response = self.grpc.infer(
                     self.model_name, inputs, outputs=outputs, client_timeout=self.timeout
                 )
-                return parse_result(response.as_numpy("RESULT_JSON"))
+                return parse_result(response.as_numpy(contract.RESULT_JSON))
             except Exception as exc:
                 status = _status(exc)
                 if status in RETRYABLE and attempt < retries:
@@ -238,7 +266,7 @@ class MintimeClient:
             attempts = 0
             async with semaphore:
                 try:
-                    data = await asyncio.to_thread(read_video, video)
+                    data = await asyncio.to_thread(read_video, video, max_bytes=self.max_bytes)
                     inputs, outputs = self._request(data, grpcclient)
                 except (OSError, MintimeClientError) as exc:
                     pred = Prediction(source, None, str(exc), 0, time.monotonic() - start)
@@ -253,7 +281,7 @@ class MintimeClient:
                         )
                         pred = Prediction(
                             source,
-                            parse_result(response.as_numpy("RESULT_JSON")),
+                            parse_result(response.as_numpy(contract.RESULT_JSON)),
                             None,
                             attempts,
                             time.monotonic() - start,

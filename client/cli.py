@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="retries while the server is unavailable (at start and per video; default %(default)s)",
     )
     p.add_argument("--timeout", type=float, default=None, help="per-request timeout in seconds")
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=None,
+        help="refuse larger videos without sending them (default: the service's decode budget, 256 MiB)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per video and line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log retries")
@@ -168,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --concurrency must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     client = MintimeClient(args.url, model_name=args.model, timeout=args.timeout)
+    if args.max_bytes is not None:
+        client.max_bytes = args.max_bytes
     problem = server_problem(client, retries=args.retries)
     client.close()
     if problem:

@@ -6,6 +6,10 @@
 # a volume on /models to keep them), and a start on another GPU model or after a TensorRT upgrade rebuilds
 # them (each plan carries a tag with the GPU name and TensorRT version; a plan loads only where it was built).
 # A failed build or a failed fp16 parity check stops the container: Triton never starts with a wrong engine.
+# A version counts only when its export completed and verified (the export.complete marker, written last) and
+# was made from these weights; an export killed mid-way is removed and redone, never served. Before Triton
+# starts, `mintime export --check` refuses an untrusted version or a backbone/temporal pair made from two
+# different checkpoints, naming both.
 #
 # Environment:
 #   MODEL_REPOSITORY      model repository (default /models; the image's copy is used when it is empty)
@@ -45,5 +49,10 @@ if [ "${MINTIME_SKIP_EXPORT:-0}" != "1" ]; then
   echo "[mintime] mintime export ${args[*]}"
   mintime export "${args[@]}"
 fi
+check=(--check --model-repository "${MODELS}")
+if [ "${CONFIG}" = "production" ]; then
+  check+=(--trt)
+fi
+mintime export "${check[@]}"
 
 exec tritonserver --model-repository="${MODELS}" --model-config-name="${CONFIG}" "$@"

@@ -13,19 +13,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "run", "source_record"]
+__all__ = ["add_arguments", "run", "source_record", "source_files", "networks_to_export"]
 
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``mintime export``."""
+    from export.repository import default_export_repository
     from mintime.cli import add_weights_arguments
-    from mintime.serving.server import default_model_repository
 
     add_weights_arguments(parser)
     parser.add_argument(
-        "--model-repository", type=Path, default=default_model_repository(), help="default: %(default)s"
+        "--model-repository",
+        type=Path,
+        default=default_export_repository(),
+        help="the repository to write (seeded from the committed model_repository/ with what it lacks; the "
+        "committed one is never written). Default: %(default)s (git-ignored)",
     )
     parser.add_argument(
         "--networks",
@@ -64,8 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--if-missing",
         action="store_true",
-        help="do nothing for a network whose served version already has its artifact (with --trt: a model.plan "
-        "tagged with this TensorRT and this GPU, else model.onnx): what the Docker entrypoint runs at every start",
+        help="do nothing for a network whose served version is a complete, verified export of these weights "
+        "with its artifact (with --trt: a model.plan tagged with this TensorRT and this GPU, else model.onnx): "
+        "what the Docker entrypoint runs at every start",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="export nothing: check that the served backbone and temporal versions are complete, verified and "
+        "from the same weights (exit 1 naming both otherwise)",
     )
     parser.add_argument(
         "--dali", action="store_true", help="also serialize video_decode/<version>/model.dali"
@@ -79,37 +90,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def source_files(args: argparse.Namespace) -> dict[str, Path]:
+    """The weight files an export is made from: ``{role: path}``."""
+    from mintime.networks import DEMO_CHECKPOINT
+
+    if args.model_weights is not None:
+        return {"model_weights": Path(args.model_weights), "extractor_weights": Path(args.extractor_weights)}
+    return {"checkpoint": Path(args.checkpoint or DEMO_CHECKPOINT)}
+
+
 def source_record(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
     """What the export was made from: files with their SHA-256, plus the loader's description."""
     from export.repository import sha256_file
-    from mintime.networks import DEMO_CHECKPOINT
 
-    files = {}
-    if args.model_weights is not None:
-        files = {"model_weights": args.model_weights, "extractor_weights": args.extractor_weights}
-    else:
-        files = {"checkpoint": args.checkpoint or DEMO_CHECKPOINT}
     record: dict[str, Any] = {
-        k: {"path": str(Path(v).resolve()), "sha256": sha256_file(v)} for k, v in files.items()
+        k: {"path": str(v.resolve()), "sha256": sha256_file(v)} for k, v in source_files(args).items()
     }
     record["loader"] = json.loads(json.dumps(info, default=str))
     return record
 
 
-def _has_artifact(model_dir: Path, trt: str) -> bool:
-    from export.repository import latest_version
+def networks_to_export(repo_dir: Path, networks: list[str], trt: str, weights: dict[str, str]) -> list[str]:
+    """The networks ``--if-missing`` must export: those whose served version is not a trusted export of
+    ``weights`` (``{role: sha256}``) holding its artifact (``model.plan`` with ``trt="require"``, else
+    ``model.onnx``)."""
+    from export import repository as repo
 
-    latest = latest_version(model_dir)
-    if latest is None:
-        return False
-    if trt == "require":  # a plan counts only when built here: this TensorRT, this GPU (its tag)
-        from export.tensorrt import plan_matches
+    name = "model.plan" if trt == "require" else "model.onnx"
+    missing = []
+    for network in networks:
+        model_dir = repo_dir / network
+        latest = repo.latest_version(model_dir)
+        vdir = model_dir / str(latest)
+        ok = (
+            latest is not None
+            and repo.is_exported(vdir)
+            and repo.version_problem(vdir) is None
+            and (vdir / name).is_file()
+            and repo.weights_id(json.loads((vdir / repo.PROVENANCE_FILENAME).read_text())["source"])
+            == weights
+        )
+        if ok and trt == "require":  # a plan counts only when built here: this TensorRT, this GPU (its tag)
+            from export.tensorrt import plan_matches
 
-        ok, why = plan_matches(model_dir / str(latest) / "model.plan")
+            ok, why = plan_matches(vdir / "model.plan")
+            if not ok:
+                logger.warning("%s: (re)building the TensorRT engine: %s", network, why)
         if not ok:
-            logger.warning("%s: (re)building the TensorRT engine: %s", model_dir.name, why)
-        return ok
-    return (model_dir / str(latest) / "model.onnx").is_file()
+            missing.append(network)
+    return missing
+
+
+def _check(repo_dir: Path, config_name: str | None) -> int:
+    from export.repository import MixedExportError, check_served_pair
+
+    try:
+        pair = check_served_pair(repo_dir, config_name=config_name)
+    except MixedExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for served in pair:
+        print(f"ok: {served.describe()}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,9 +160,14 @@ def run(args: argparse.Namespace) -> int:
     from mintime.networks import load_networks
 
     repo_dir: Path = args.model_repository
+    if args.check:
+        return _check(repo_dir, "production" if args.trt == "require" else None)
     networks = list(args.networks)
     if args.if_missing:
-        networks = [n for n in networks if not _has_artifact(repo_dir / n, args.trt)]
+        from export.repository import sha256_file, weights_id
+
+        wanted = weights_id({k: {"sha256": sha256_file(v)} for k, v in source_files(args).items()})
+        networks = networks_to_export(repo_dir, networks, args.trt, wanted)
     summary: dict[str, Any] = {"model_repository": str(repo_dir), "networks": {}}
     if networks:
         loaded = load_networks(
@@ -154,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 "removed_versions": r.removed_versions,
             }
     else:
-        summary["note"] = "every network already has its artifact (--if-missing)"
+        summary["note"] = "every network already has a complete export of these weights (--if-missing)"
     if args.dali:
         try:
             summary["dali"] = str(serialize_dali(repo_dir, device=args.dali_device))
@@ -177,4 +224,5 @@ def run(args: argparse.Namespace) -> int:
             print(summary["note"])
         if summary.get("dali"):
             print(f"video_decode: {summary['dali']}")
+        print(f"serve it: mintime serve --model-repository {repo_dir}")
     return 0

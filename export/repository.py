@@ -1,9 +1,16 @@
-"""The model repository side of export: numbered version folders, config dims, provenance.
+"""The model repository side of export: numbered version folders, config dims, provenance, trust.
 
 Triton serves the highest numbered version folder of a model (``version_policy`` latest 1, the default). Export
-writes version N+1 beside the current one, checks it, and only then removes versions beyond ``keep``; the
-hand-written ``config.pbtxt`` files are edited in place (only the ``dims`` of the named tensors change, comments
-and layout stay), and re-parsed to prove they are still valid.
+writes version N+1 beside the current one, checks it, and only then removes older *exported* versions beyond
+``keep``; the hand-written ``config.pbtxt`` files are edited in place (only the ``dims`` of the named tensors
+change, comments and layout stay), and re-parsed to prove they are still valid.
+
+Trust: an exported version folder holds ``export.json`` (provenance, each file's SHA-256) from the moment it
+exists, and ``export.complete`` (:data:`MARKER_FILENAME`) written *last*, once every network of the export is
+written and verified. A version is trusted only with its marker and with files whose SHA-256 still match
+(:func:`version_problem`). Version folders without ``export.json`` are not exports (the committed Python-backend
+``1/model.py``): export never prunes or rewrites them. :func:`check_served_pair` says which weights the served
+``backbone`` and ``temporal`` versions hold and refuses a pair from two checkpoints, or an untrusted version.
 """
 
 from __future__ import annotations
@@ -16,11 +23,17 @@ import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MARKER_FILENAME",
+    "committed_repository",
+    "default_export_repository",
     "PROVENANCE_FILENAME",
+    "ServedVersion",
+    "MixedExportError",
     "PRODUCTION_CONFIG",
     "versions",
     "latest_version",
@@ -35,12 +48,34 @@ __all__ = [
     "parse_config",
     "sha256_file",
     "write_provenance",
+    "weights_id",
+    "is_exported",
+    "write_marker",
+    "version_problem",
+    "remove_untrusted",
+    "served_version",
+    "check_served_pair",
 ]
 
 logger = logging.getLogger(__name__)
 
 PROVENANCE_FILENAME = "export.json"
+#: Written last into an exported version folder: the version is complete and verified.
+MARKER_FILENAME = "export.complete"
 PRODUCTION_CONFIG = Path("configs") / "production.pbtxt"
+
+
+def committed_repository() -> Path:
+    """``model_repository/`` of the source checkout (tracked files: export only reads it)."""
+    from mintime.serving.server import default_model_repository
+
+    return default_model_repository()
+
+
+def default_export_repository() -> Path:
+    """Where ``mintime export`` writes by default: ``build/model_repository`` beside the committed one
+    (``build/`` is git-ignored); serve it with ``mintime serve --model-repository build/model_repository``."""
+    return committed_repository().parent / "build" / "model_repository"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,15 +123,18 @@ def commit_version(staging: str | os.PathLike, model_dir: str | os.PathLike, ver
 
 
 def prune_versions(model_dir: str | os.PathLike, keep: int) -> list[int]:
-    """Remove all but the ``keep`` highest versions; returns the removed version numbers.
+    """Remove all but the ``keep`` highest *exported* versions; returns the removed version numbers.
+
+    Version folders that export did not write (no ``export.json``: the committed Python-backend version) are
+    never removed.
 
     Raises:
         ValueError: ``keep < 1``.
     """
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
-    found = versions(model_dir)
-    removed = found[:-keep]
+    exported = [v for v in versions(model_dir) if is_exported(Path(model_dir) / str(v))]
+    removed = exported[:-keep]
     for v in removed:
         shutil.rmtree(Path(model_dir) / str(v))
         logger.info("removed %s/%d", model_dir, v)
@@ -219,3 +257,201 @@ def write_provenance(version_dir: str | os.PathLike, record: dict[str, Any]) -> 
     path = version_dir / PROVENANCE_FILENAME
     path.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trust: the completion marker, and which weights the served versions hold
+# ---------------------------------------------------------------------------------------------------------------
+class MixedExportError(ValueError):
+    """The served backbone and temporal versions are untrusted, or hold weights of two different checkpoints."""
+
+
+def weights_id(source: Mapping[str, Any]) -> dict[str, str]:
+    """The identity of an export's weights: ``{role: sha256}`` of the files it was made from (``export.json``'s
+    ``source`` without the loader description)."""
+    return {str(k): str(v["sha256"]) for k, v in source.items() if isinstance(v, Mapping) and "sha256" in v}
+
+
+def is_exported(version_dir: str | os.PathLike) -> bool:
+    """The folder was written by ``mintime export`` (it holds ``export.json``)."""
+    return (Path(version_dir) / PROVENANCE_FILENAME).is_file()
+
+
+def write_marker(version_dir: str | os.PathLike, export_id: str) -> Path:
+    """Write the completion marker of a verified version (atomically: temporary file, then rename)."""
+    version_dir = Path(version_dir)
+    record = json.loads((version_dir / PROVENANCE_FILENAME).read_text())
+    marker = {
+        "export_id": export_id,
+        "network": record.get("network"),
+        "version": record.get("version"),
+        "weights": weights_id(record.get("source") or {}),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = version_dir / MARKER_FILENAME
+    tmp = version_dir / f".{MARKER_FILENAME}.tmp"
+    tmp.write_text(json.dumps(marker, indent=2) + "\n")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def version_problem(version_dir: str | os.PathLike, *, check_hashes: bool = True) -> str | None:
+    """Why an exported version must not be trusted (None: complete and verified).
+
+    Args:
+        version_dir: an exported version folder.
+        check_hashes: also compare every file's SHA-256 with ``export.json`` (else only sizes).
+    """
+    version_dir = Path(version_dir)
+    try:
+        record = json.loads((version_dir / PROVENANCE_FILENAME).read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable {PROVENANCE_FILENAME} ({exc})"
+    if not (version_dir / MARKER_FILENAME).is_file():
+        return f"no {MARKER_FILENAME} marker: the export was interrupted before it was verified"
+    for name, info in (record.get("files") or {}).items():
+        path = version_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != info.get("bytes"):
+            return f"{name} has {path.stat().st_size} bytes, export.json says {info.get('bytes')}"
+        if check_hashes and sha256_file(path) != info.get("sha256"):
+            return f"{name} changed since the export (SHA-256 differs from export.json)"
+    return None
+
+
+def remove_untrusted(model_dir: str | os.PathLike) -> list[int]:
+    """Remove staging folders and exported versions that are not trusted; returns the removed versions."""
+    model_dir = Path(model_dir)
+    for staging in model_dir.glob(".export-*.tmp"):
+        shutil.rmtree(staging, ignore_errors=True)
+        logger.warning("removed the staging folder of an interrupted export: %s", staging)
+    removed = []
+    for v in versions(model_dir):
+        vdir = model_dir / str(v)
+        if is_exported(vdir) and (why := version_problem(vdir)) is not None:
+            shutil.rmtree(vdir)
+            removed.append(v)
+            logger.warning("removed %s: %s", vdir, why)
+    return removed
+
+
+@dataclass
+class ServedVersion:
+    """What Triton will serve for one network.
+
+    Attributes:
+        network: ``backbone`` or ``temporal``.
+        version: the version number (None: no version folder).
+        weights: ``{role: sha256}`` of the weights it holds (empty when unknown).
+        origin: where the weights come from, in words (for messages).
+        problem: why it must not be served (None: fine).
+    """
+
+    network: str
+    version: int | None
+    weights: dict[str, str]
+    origin: str
+    problem: str | None = None
+
+    def describe(self) -> str:
+        shas = ", ".join(f"{k} sha256 {v[:12]}" for k, v in sorted(self.weights.items())) or "unknown weights"
+        return f"{self.network} version {self.version} ({self.origin}; {shas})"
+
+
+def _parameter(config_text: str, key: str) -> str:
+    m = re.search(
+        r'key\s*:\s*"' + re.escape(key) + r'"\s*value\s*\{\s*string_value\s*:\s*"([^"]*)"', config_text
+    )
+    return m.group(1).strip() if m else ""
+
+
+def _config_in_use(model_dir: Path, config_name: str | None) -> Path:
+    if config_name and (model_dir / "configs" / f"{config_name}.pbtxt").is_file():
+        return model_dir / "configs" / f"{config_name}.pbtxt"
+    return model_dir / "config.pbtxt"
+
+
+def served_version(
+    model_dir: str | os.PathLike, *, config_name: str | None = None, env: Mapping[str, str] | None = None
+) -> ServedVersion:
+    """The version Triton serves for a network (the highest) and the weights it holds.
+
+    An exported version holds the weights named in its ``export.json`` (and must be trusted); a version that
+    export did not write runs PyTorch with the checkpoint of the model parameter ``checkpoint``, else
+    ``$MINTIME_CHECKPOINT`` (from ``env``), else the shipped demo checkpoint (the Python models' rule).
+    """
+    model_dir = Path(model_dir)
+    network = model_dir.name
+    env = os.environ if env is None else env
+    latest = latest_version(model_dir)
+    if latest is None:
+        return ServedVersion(network, None, {}, "no version folder", f"{model_dir} has no version folder")
+    vdir = model_dir / str(latest)
+    config = _config_in_use(model_dir, config_name)
+    text = config.read_text() if config.is_file() else ""
+    if is_exported(vdir) and _parameter(text, "runtime") != "torch":
+        record = json.loads((vdir / PROVENANCE_FILENAME).read_text())
+        source = record.get("source") or {}
+        paths = ", ".join(
+            str(v.get("path")) for v in source.values() if isinstance(v, Mapping) and "path" in v
+        )
+        origin = f"exported from {paths or 'unknown files'}"
+        return ServedVersion(network, latest, weights_id(source), origin, version_problem(vdir))
+    artifacts = [n for n in ("model.onnx", "model.plan") if (vdir / n).is_file()]
+    if artifacts and _parameter(text, "runtime") != "torch":
+        return ServedVersion(
+            network,
+            latest,
+            {},
+            f"{', '.join(artifacts)} of unknown origin",
+            f"{vdir} holds {', '.join(artifacts)} without {PROVENANCE_FILENAME}: its weights are unknown",
+        )
+    value, origin = _parameter(text, "checkpoint"), "model parameter 'checkpoint'"
+    if not value:
+        value, origin = env.get("MINTIME_CHECKPOINT", "").strip(), "$MINTIME_CHECKPOINT"
+    if not value:
+        import mintime
+
+        value, origin = (
+            str(Path(mintime.__file__).parent / "weights" / "demo.pt"),
+            "the shipped demo checkpoint",
+        )
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = model_dir / path
+    if not path.is_file():
+        return ServedVersion(
+            network, latest, {}, f"PyTorch, {origin} {path}", f"checkpoint not found: {path}"
+        )
+    return ServedVersion(network, latest, {"checkpoint": sha256_file(path)}, f"PyTorch with {origin} {path}")
+
+
+def check_served_pair(
+    model_repository: str | os.PathLike,
+    *,
+    config_name: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[ServedVersion, ServedVersion]:
+    """The served ``backbone`` and ``temporal`` versions, checked: both trusted, both from the same weights.
+
+    Raises:
+        MixedExportError: an untrusted version, or two different sets of weights (the message names both).
+    """
+    root = Path(model_repository)
+    backbone, temporal = (
+        served_version(root / n, config_name=config_name, env=env) for n in ("backbone", "temporal")
+    )
+    for served in (backbone, temporal):
+        if served.problem:
+            raise MixedExportError(
+                f"{served.network} version {served.version} cannot be served: {served.problem}"
+            )
+    if backbone.weights != temporal.weights:
+        raise MixedExportError(
+            f"the served networks come from different weights: {backbone.describe()} but "
+            f"{temporal.describe()}; export both from one checkpoint (mintime export) or remove the newer version"
+        )
+    return backbone, temporal

@@ -9,12 +9,17 @@ For each network (``backbone``, ``temporal``) :func:`export_to_repository`:
 3. builds a strongly typed TensorRT engine (``model.plan`` + its tag) from the fp16 graph where it held (else
    fp32), batch profile 1..``max_batch_size`` of the production config, where TensorRT imports; checks its
    I/O and, on a GPU, its outputs against PyTorch (a failed check fails the export: nothing is committed);
-4. copies the Python-backend ``model.py`` of the current version, writes ``export.json`` (source checkpoint,
-   SHA-256, date, parity errors, versions), renames the folder to version N+1 and checks it again from there
-   (the same loader as the Triton Python model); only then
-5. rewrites the tensor dims of the configs (channels ``C``, attention heads) and removes versions beyond ``keep``.
+4. copies the Python-backend ``model.py`` (from the committed repository), writes ``export.json`` (source
+   checkpoint, SHA-256, date, parity errors, versions), renames the folder to version N+1 and checks it again
+   from there (the same loader as the Triton Python model); only when every network is done
+5. rewrites the tensor dims of the configs (channels ``C``, attention heads), writes each new version's
+   completion marker (``export.complete``, last), and removes exported versions beyond ``keep``.
 
-A failure before step 5 removes the staged/new folder and leaves the served version untouched.
+A failure before step 5 removes the staged/new folders and leaves the served versions untouched; a process
+killed anywhere leaves versions without a marker, which the server refuses and the next export removes
+(:func:`export.repository.remove_untrusted`). Nothing is written into the committed repository: the target is
+a separate folder (default ``build/model_repository``, git-ignored), seeded from the committed one with what it
+lacks; versions that export did not write (the committed ``1/model.py``) are never pruned or rewritten.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import copy
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +46,7 @@ from export.modules import (
     io_names,
 )
 from export.onnx import ParityError, export_onnx, onnx_parity
+from export.repository import committed_repository, default_export_repository
 from mintime import contract
 
 __all__ = [
@@ -49,6 +56,9 @@ __all__ = [
     "NetworkExport",
     "export_to_repository",
     "serialize_dali",
+    "committed_repository",
+    "default_export_repository",
+    "seed_repository",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +68,42 @@ FP16_ATOL = 1e-3
 FP16_RTOL = 2e-2
 #: Python-backend files carried from the previous version into the new one.
 CARRIED_FILES = ("model.py",)
+
+
+def seed_repository(target: str | os.PathLike, source: str | os.PathLike) -> list[Path]:
+    """Copy into ``target`` what it lacks of the committed repository ``source`` (never overwrites).
+
+    Copied: each model's configs and its version folders that export did not write (``1/model.py``);
+    skipped: generated artifacts (ONNX, plans, DALI pipelines, caches). Returns the files copied.
+    """
+    target, source = Path(target), Path(source)
+    copied: list[Path] = []
+    if not source.is_dir():
+        return copied
+    skip = {".onnx", ".plan", ".dali", ".pyc"}
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        parts = rel.parts
+        if (
+            not path.is_file()
+            or path.suffix in skip
+            or "__pycache__" in parts
+            or parts[-1].startswith(".export")
+        ):
+            continue
+        if len(parts) >= 3 and parts[1].isdigit() and repo.is_exported(source / parts[0] / parts[1]):
+            continue
+        dst = target / rel
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copy2(path, tmp)
+        os.replace(tmp, dst)
+        copied.append(dst)
+    if copied:
+        logger.info("seeded %s with %d files from %s", target, len(copied), source)
+    return copied
 
 
 @dataclass
@@ -75,6 +121,8 @@ class ExportOptions:
         trt: ``"auto"`` (build where TensorRT imports), ``"require"`` (fail without it) or ``"off"``.
         max_batch: TensorRT profile maximum (default: ``max_batch_size`` of ``configs/production.pbtxt``).
         onnx_dir: also copy ``backbone.onnx`` / ``temporal.onnx`` here (for ``mintime predict --onnx-dir``).
+        source_repository: the committed repository the target is seeded from and ``model.py`` is taken from
+            (default :func:`committed_repository`); never written.
     """
 
     model_repository: Path
@@ -88,6 +136,7 @@ class ExportOptions:
     trt: str = "auto"
     max_batch: int | None = None
     onnx_dir: Path | None = None
+    source_repository: Path | None = None
 
 
 @dataclass
@@ -252,21 +301,37 @@ def _channels_of(module: Any) -> int:
     return int(getattr(module, "out_channels", contract.DEFAULT_CHANNELS))
 
 
-def _carry_python_files(model_dir: Path, staging: Path) -> list[str]:
-    """Copy the Python-backend files of the served version into the new one."""
+def _carry_python_files(model_dir: Path, staging: Path, source_dir: Path | None) -> list[str]:
+    """Copy the Python-backend files into the new version: from the committed repository's version that
+    export did not write (the current code), else from the served version of the target."""
+    candidates: list[Path] = []
+    if source_dir is not None:
+        candidates += [
+            source_dir / str(v)
+            for v in reversed(repo.versions(source_dir))
+            if not repo.is_exported(source_dir / str(v))
+        ]
     latest = repo.latest_version(model_dir)
-    carried = []
     if latest is not None:
-        for name in CARRIED_FILES:
-            src = model_dir / str(latest) / name
-            if src.is_file():
-                shutil.copy2(src, staging / name)
-                carried.append(name)
+        candidates.append(model_dir / str(latest))
+    carried = []
+    for name in CARRIED_FILES:
+        src = next((d / name for d in candidates if (d / name).is_file()), None)
+        if src is not None:
+            shutil.copy2(src, staging / name)
+            carried.append(name)
     if not carried:
         logger.warning(
             "%s: no model.py in the current version: the new version serves only as TensorRT", model_dir
         )
     return carried
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _verify_version(which: str, version_dir: Path, module: Any, inputs: tuple, opts: ExportOptions) -> float:
@@ -305,6 +370,7 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
     Raises:
         ParityError: an exported graph does not match PyTorch (nothing in the repository changed for it).
         RuntimeError: ``trt="require"`` without TensorRT, or a TensorRT build failure.
+        ValueError: the target is the committed repository (export never writes tracked files).
     """
     import onnx
     import onnxruntime
@@ -317,8 +383,20 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
         if not ok:
             raise RuntimeError(detail)
     root = Path(opts.model_repository)
+    source_root = Path(opts.source_repository) if opts.source_repository else committed_repository()
+    if root.resolve() == source_root.resolve():
+        raise ValueError(
+            f"refusing to export into the committed model repository {root}: export never writes tracked files; "
+            f"name another folder (default {default_export_repository()})"
+        )
+    seed_repository(root, source_root)
+    for which in NETWORKS:
+        if (root / which).is_dir():
+            repo.remove_untrusted(root / which)
     channels = _channels(loaded)
+    export_id = uuid.uuid4().hex
     results: list[NetworkExport] = []
+    written: list[Path] = []
     for which in opts.networks:
         model_dir = root / which
         if not model_dir.is_dir():
@@ -352,7 +430,8 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
             dims = _output_dims(which, [r.numpy() for r in ref])
             fp16 = _try_fp16(which, module, staging, batches, opts) if opts.fp16 else None
             trt_info = _try_tensorrt(which, model_dir, staging, module, opts, bool(fp16 and fp16.get("kept")))
-            carried = _carry_python_files(model_dir, staging)
+            source_dir = source_root / which
+            carried = _carry_python_files(model_dir, staging, source_dir if source_dir.is_dir() else None)
             record = {
                 "network": which,
                 "version": version,
@@ -371,21 +450,19 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
             }
             repo.write_provenance(staging, record)
             committed = repo.commit_version(staging, model_dir, version)
+            written.append(committed)
             worst = _verify_version(which, committed, module, batches[0], opts)
             logger.info("%s: version %d written and checked (max abs error %.3g)", which, version, worst)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            if committed is not None:
-                shutil.rmtree(committed, ignore_errors=True)
+            for path in written:  # nothing of this export stays: no half pair
+                shutil.rmtree(path, ignore_errors=True)
             raise
-        if opts.onnx_dir is not None:
-            Path(opts.onnx_dir).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(committed / "model.onnx", Path(opts.onnx_dir) / f"{which}.onnx")
         results.append(
             NetworkExport(which, version, committed, dims, report.to_dict(), fp16=fp16, tensorrt=trt_info)
         )
 
-    # configs and pruning only once every requested network is written and checked
+    # configs, then the markers (last: a version is trusted only once everything above is done), then pruning
     updates: dict[str, dict[str, list[int]]] = {}
     for r in results:
         for model, tensors in _config_updates(r.dims).items():
@@ -395,7 +472,12 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
             production = path.parent.name == "configs"
             repo.update_config_dims(path, tensors, keep_dynamic=not production)
     for r in results:
+        repo.write_marker(r.version_dir, export_id)
+    for r in results:
         r.removed_versions = repo.prune_versions(root / r.network, opts.keep)
+    if opts.onnx_dir is not None:
+        for r in results:
+            _copy_atomic(r.version_dir / "model.onnx", Path(opts.onnx_dir) / f"{r.network}.onnx")
     return results
 
 

@@ -8,11 +8,23 @@ Usage (tests use free ports, ``mintime serve`` the defaults)::
 The server binds the given address (loopback by default, also for metrics), its Python models run with the
 first ``python3`` on ``PATH`` (this interpreter's folder is put first, so they import this environment's
 ``mintime`` and numpy < 2), and its log goes to a file whose tail is part of every start-up error.
+
+Lifetime: the server dies with the process that started it, however that process dies (SIGKILL included):
+on Linux it is started with a parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so Triton shuts down
+cleanly and its Python-backend stubs, which watch their parent, exit too). The signal fires when the *thread*
+that started the server ends, so call :meth:`TritonServer.start` from a thread that lives as long as the server
+(the main thread, as ``mintime serve`` does).
+
+Start-up check: before launching, the served ``backbone`` and ``temporal`` versions must be complete, verified
+exports (or the committed Python-backend version) holding the same weights
+(:func:`export.repository.check_served_pair`); otherwise :class:`ServerStartError` names both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import signal
@@ -35,7 +47,26 @@ logger = logging.getLogger(__name__)
 
 
 class ServerStartError(RuntimeError):
-    """The server exited or did not become ready in time (the message ends with its log tail)."""
+    """The server exited or did not become ready in time (the message ends with its log tail), or the
+    repository's served networks cannot be served together."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
+    """``preexec_fn``: have the kernel send ``signum`` to the child when its parent dies (Linux only)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        os._exit(125)  # nothing can be reported from here: refuse to start an orphan-prone server
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(125)
+
+
+def _preexec(parent_pid: int) -> None:
+    os.setsid()  # its own session: Ctrl-C reaches us, we stop it cleanly
+    if sys.platform.startswith("linux"):
+        _die_with_parent(parent_pid)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,6 +97,12 @@ class TritonServer:
         log_path: server log file; default a temporary file.
         startup_timeout: seconds to wait for ``/v2/health/ready``.
         extra_args: more command-line flags (``--log-verbose=1``, ``--model-control-mode=explicit``, ...).
+        grpc_allocation_pool: ``--grpc-infer-allocation-pool-size``: request objects Triton keeps for reuse.
+            Each keeps the capacity of the largest message it held, so the default 0 returns the memory of large
+            (even refused) requests: measured, 8 refused 100 MB requests left +690 MB with Triton's default (8),
+            +170 MB with 0.
+        check_weights: refuse to start when the served ``backbone`` and ``temporal`` versions are untrusted or
+            hold different weights (default True; a repository without those models is not checked).
     """
 
     def __init__(
@@ -83,6 +120,8 @@ class TritonServer:
         log_path: str | os.PathLike | None = None,
         startup_timeout: float = 180.0,
         extra_args: Sequence[str] = (),
+        grpc_allocation_pool: int = 0,
+        check_weights: bool = True,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.grpc_port, self.http_port, self.metrics_port = int(grpc_port), int(http_port), int(metrics_port)
@@ -94,6 +133,8 @@ class TritonServer:
         self.log_path = Path(log_path) if log_path else None
         self.startup_timeout = float(startup_timeout)
         self.extra_args = list(extra_args)
+        self.grpc_allocation_pool = int(grpc_allocation_pool)
+        self.check_weights = check_weights
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file = None
 
@@ -138,6 +179,7 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
+            f"--grpc-infer-allocation-pool-size={self.grpc_allocation_pool}",
         ]
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
@@ -170,6 +212,8 @@ class TritonServer:
             install_stub()
         if not self.model_repository.is_dir():
             raise ServerStartError(f"model repository not found: {self.model_repository}")
+        if self.check_weights:
+            self.check_served_weights()
         if self.log_path is None:
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
@@ -182,7 +226,7 @@ class TritonServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env=self.environment(),
-            start_new_session=True,  # its own process group: Ctrl-C reaches us, we stop it cleanly
+            preexec_fn=functools.partial(_preexec, os.getpid()),  # own session + dies with us
         )
         try:
             self.wait_ready(self.startup_timeout)
@@ -197,6 +241,25 @@ class TritonServer:
             self.log_path,
         )
         return self
+
+    def check_served_weights(self) -> None:
+        """Refuse a repository whose served ``backbone`` and ``temporal`` cannot be served together.
+
+        Raises:
+            ServerStartError: an interrupted or modified export, or two different checkpoints (names both).
+        """
+        if not all((self.model_repository / n).is_dir() for n in ("backbone", "temporal")):
+            return
+        from export.repository import MixedExportError, check_served_pair
+
+        try:
+            pair = check_served_pair(
+                self.model_repository, config_name=self.config_name, env=self.environment()
+            )
+        except MixedExportError as exc:
+            raise ServerStartError(f"refusing to start: {exc}") from exc
+        for served in pair:
+            logger.info("serving %s", served.describe())
 
     def is_ready(self, timeout: float = 2.0) -> bool:
         """``GET /v2/health/ready`` answers 200."""

@@ -35,6 +35,7 @@ __all__ = [
     "respond_each",
     "request_inputs",
     "NetworkModel",
+    "DecodeModel",
     "FaceStageModel",
     "ExplainModel",
 ]
@@ -164,6 +165,72 @@ class NetworkModel:
             pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in out.items()])
             for out in outputs
         ]
+
+
+class DecodeModel:
+    """``video_decode``: encoded bytes → the sampled RGB frames (:func:`mintime.video.decode_sampled`).
+
+    Model parameters: ``num_frames`` (default :data:`mintime.config.DEFAULTS`), ``decoder`` (``pyav``: any codec
+    FFmpeg reads; ``dali_cpu``: VP8/VP9/MJPEG; ``dali_mixed``: NVDEC on this instance's GPU for the sampled frames,
+    PyAV for streams NVDEC refuses) and any :class:`mintime.limits.DecodeLimits` field (the decode budget). An
+    input over ``max_bytes`` is refused before it is copied or decoded.
+    """
+
+    DECODERS = ("pyav", "dali_cpu", "dali_mixed")
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        from mintime.config import DEFAULTS
+        from mintime.limits import DecodeLimits
+
+        params = model_parameters(json.loads(args["model_config"]))
+        self.num_frames = int(params.get("num_frames") or DEFAULTS.num_frames)
+        self.limits = DecodeLimits.from_parameters(params)
+        self.decoder = params.get("decoder") or "pyav"
+        if self.decoder == "pyav":
+            from mintime.video import decode_sampled
+
+            self.decode = lambda data, n: decode_sampled(data, n, limits=self.limits)
+        elif self.decoder == "dali_cpu":
+            from dali_pipelines.video_decode import decode_with_dali
+
+            self.decode = lambda data, n: decode_with_dali(
+                data, n, device="cpu", max_bytes=self.limits.max_bytes
+            )
+        elif self.decoder == "dali_mixed":
+            from dali_pipelines.video_decode import GpuVideoDecoder
+
+            self.decode = GpuVideoDecoder(
+                device_id=int(args["model_instance_device_id"]), max_bytes=self.limits.max_bytes
+            )
+        else:
+            raise ValueError(
+                f"video_decode: unknown decoder parameter {self.decoder!r} ({', '.join(self.DECODERS)})"
+            )
+        _pb().Logger.log_info(
+            f"video_decode: {self.decoder}, {self.num_frames} frames per video, limits {self.limits.as_dict()}"
+        )
+
+    def run(self, request: Any) -> dict[str, np.ndarray]:
+        from mintime.serving.backend import clip_to_arrays
+        from mintime.video import VideoDecodeError
+
+        video = request_inputs(request, contract.VIDEO_DECODE)[contract.VIDEO]
+        if video.ndim != 2 or video.shape[0] != 1:
+            raise BadRequest(f"VIDEO must have shape [1, nbytes] (one video per request), got {video.shape}")
+        try:
+            if video.shape[1] == 0:
+                raise VideoDecodeError("empty VIDEO input (0 bytes)")
+            if video.nbytes > self.limits.max_bytes:  # before any copy or decode
+                raise VideoDecodeError(
+                    f"too large: {video.nbytes} bytes exceeds max_bytes={self.limits.max_bytes}"
+                )
+            clip = self.decode(video[0], self.num_frames)
+        except VideoDecodeError as exc:
+            raise VideoDecodeError(f"cannot decode the video: {exc}") from exc
+        return {name: a[None] for name, a in clip_to_arrays(clip).items()}
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return respond_each(requests, self.run, "video_decode")
 
 
 class FaceStageModel:

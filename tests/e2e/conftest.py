@@ -17,6 +17,8 @@ from tests.conftest import REPO
 from tests.e2e.weights import make_tiny_checkpoint
 
 E2E_FRAMES = 8
+#: video_decode's max_bytes in the served copy (the default budget is 256 MiB: too big to send in tests).
+E2E_MAX_BYTES = 16 * 1024**2
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +28,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def e2e_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of model_repository/ with ``num_frames`` = E2E_FRAMES and no exported artifacts."""
+    """A copy of model_repository/ with ``num_frames`` = E2E_FRAMES, ``max_bytes`` = E2E_MAX_BYTES and no
+    exported artifacts."""
     dst = tmp_path_factory.mktemp("repo") / "model_repository"
     shutil.copytree(
         REPO / "model_repository",
@@ -40,6 +43,7 @@ def e2e_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         config.read_text(),
     )
     assert count == 1, "video_decode/config.pbtxt has no num_frames parameter"
+    text += f'parameters {{ key: "max_bytes" value {{ string_value: "{E2E_MAX_BYTES}" }} }}\n'
     config.write_text(text)
     return dst
 

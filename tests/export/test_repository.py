@@ -69,8 +69,10 @@ def test_versions_staging_commit_and_prune(tmp_path):
     assert (model / "11" / "model.onnx").read_bytes() == b"onnx" and not staging.exists()
     with pytest.raises(FileExistsError):
         repo.commit_version(repo.staging_dir(model, 11), model, 11)
-    assert repo.prune_versions(model, keep=2) == [1, 3]
-    assert repo.versions(model) == [10, 11] and (model / "configs").is_dir()
+    for v in (3, 10, 11):  # exported versions hold export.json; version 1 is the committed one
+        repo.write_provenance(model / str(v), {"network": "backbone", "version": v})
+    assert repo.prune_versions(model, keep=2) == [3]
+    assert repo.versions(model) == [1, 10, 11] and (model / "configs").is_dir(), "version 1 is never pruned"
     with pytest.raises(ValueError):
         repo.prune_versions(model, keep=0)
 

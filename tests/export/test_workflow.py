@@ -34,6 +34,9 @@ def test_export_writes_checked_versions_and_updates_configs(repository_copy, mon
         assert isinstance(record["fp16"]["kept"], bool)
         assert (model_dir / "2" / "model_fp16.onnx").is_file() == record["fp16"]["kept"]
         assert not list(model_dir.glob(".export-*")), "no staging folder left"
+        assert (model_dir / "2" / repo.MARKER_FILENAME).is_file() and repo.version_problem(
+            model_dir / "2"
+        ) is None
     assert results[0].dims == {"backbone_features": [16, 8, 7, 7]}
     assert results[1].dims == {"temporal_cls_attention": [2, 2, 785]}
 
@@ -81,9 +84,10 @@ def test_export_writes_checked_versions_and_updates_configs(repository_copy, mon
         loaded, ExportOptions(model_repository=repository_copy, keep=1, fp16=False), SOURCE
     )
     for r in results:
-        assert r.version == 3 and r.removed_versions == [1, 2]
-        assert repo.versions(repository_copy / r.network) == [3]
+        assert r.version == 3 and r.removed_versions == [2]
+        assert repo.versions(repository_copy / r.network) == [1, 3], "the committed version 1 is never pruned"
         assert (repository_copy / r.network / "3" / "model.py").is_file()
+        assert repo.version_problem(repository_copy / r.network / "3") is None
 
 
 def test_failed_export_leaves_the_repository_unchanged(repository_copy):

@@ -36,6 +36,7 @@ def test_command_binds_loopback_and_selects_the_config(tmp_path):
         "--http-port=2",
         "--grpc-port=1",
         "--metrics-port=3",
+        "--grpc-infer-allocation-pool-size=0",
         "--model-config-name=production",
         "--log-verbose=1",
     ]

@@ -173,7 +173,7 @@ def test_pipeline_recovers_after_a_failed_decode(clips: dict[str, Path]) -> None
 
 
 def test_decode_with_dali_errors_then_success(clips: dict[str, Path]) -> None:
-    with pytest.raises(VideoDecodeError, match="not a video: unrecognised container"):
+    with pytest.raises(VideoDecodeError, match="not a video: unrecognised or unaccepted container"):
         decode_with_dali(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8))
     with pytest.raises(VideoDecodeError, match="empty input"):
         decode_with_dali(b"")

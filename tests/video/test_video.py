@@ -254,12 +254,14 @@ def test_errors_have_precise_messages(clips: dict[str, Path], tmp_path: Path) ->
     png = cv2.imencode(".png", index_pattern(0, *SIZE))[1].tobytes()
     cases = {
         "empty input": [b"", np.zeros(0, np.uint8), tmp_path / "empty.mp4"],
-        "not a video: unrecognised container": [rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()],
+        "not a video: unrecognised or unaccepted container format": [
+            rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        ],
         "not a video: the input looks like text": [tmp_path / "notes.txt"],
         "truncated or corrupt MP4/MOV file": [mp4[: int(len(mp4) * 0.3)], mp4[:100]],
-        "not a video: a still image": [png],
-        "not a video: no video stream (streams found: audio)": [_wav(tmp_path / "a.wav")],
-        "zero frames": [_zero_frame_avi(tmp_path / "zero.avi")],
+        "not a video: a still image (PNG)": [png],
+        "not a video: an audio file (WAV)": [_wav(tmp_path / "a.wav")],
+        "has no frames": [_zero_frame_avi(tmp_path / "zero.avi")],
         "truncated or corrupt: no decodable frame": [faststart[: faststart.find(b"mdat") + 40]],
     }
     for message, sources in cases.items():
@@ -276,7 +278,9 @@ def test_errors_have_precise_messages(clips: dict[str, Path], tmp_path: Path) ->
 def test_size_limits_and_bad_sources(clips: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(VideoDecodeError, match=r"too large: \d+ bytes exceeds max_bytes=100"):
         decode_sampled(clips["h264"], max_bytes=100)
-    with pytest.raises(VideoDecodeError, match="too large: frames of 96x64 pixels exceed max_pixels=1000"):
+    with pytest.raises(
+        VideoDecodeError, match="too large: frames of 96x64 pixels exceed max_frame_pixels=1000"
+    ):
         decode_sampled(clips["h264"], max_pixels=1000)
     with pytest.raises(FileNotFoundError, match="video file not found"):
         decode_sampled(tmp_path / "missing.mp4")
