@@ -1,4 +1,7 @@
-"""The model repository side of export: numbered version folders, config dims, provenance, trust.
+"""The model repository side of export: writing version folders, config dims, provenance, the completion marker.
+
+The reading side (which version Triton serves, whether it is trusted, which weights it holds) is
+:mod:`mintime.repository`, shared with ``mintime serve``; its names are re-exported here.
 
 Triton serves the highest numbered version folder of a model (``version_policy`` latest 1, the default). Export
 writes version N+1 beside the current one, checks it, and only then removes older *exported* versions beyond
@@ -16,16 +19,31 @@ written and verified. A version is trusted only with its marker and with files w
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mintime.repository import (
+    MARKER_FILENAME,
+    PRODUCTION_CONFIG,
+    PROVENANCE_FILENAME,
+    MixedExportError,
+    ServedVersion,
+    check_served_pair,
+    default_model_repository,
+    is_exported,
+    latest_version,
+    served_version,
+    sha256_file,
+    version_problem,
+    versions,
+    weights_id,
+)
 
 __all__ = [
     "MARKER_FILENAME",
@@ -59,16 +77,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROVENANCE_FILENAME = "export.json"
-#: Written last into an exported version folder: the version is complete and verified.
-MARKER_FILENAME = "export.complete"
-PRODUCTION_CONFIG = Path("configs") / "production.pbtxt"
-
 
 def committed_repository() -> Path:
     """``model_repository/`` of the source checkout (tracked files: export only reads it)."""
-    from mintime.serving.server import default_model_repository
-
     return default_model_repository()
 
 
@@ -81,20 +92,6 @@ def default_export_repository() -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # version folders
 # ---------------------------------------------------------------------------------------------------------------
-def versions(model_dir: str | os.PathLike) -> list[int]:
-    """The numbered version folders of a model, ascending."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def latest_version(model_dir: str | os.PathLike) -> int | None:
-    """The highest version (the one Triton serves), None when there is none."""
-    found = versions(model_dir)
-    return found[-1] if found else None
-
-
 def next_version(model_dir: str | os.PathLike) -> int:
     """The version number export writes next (highest + 1, or 1)."""
     return (latest_version(model_dir) or 0) + 1
@@ -232,15 +229,6 @@ def update_config_dims(
 # ---------------------------------------------------------------------------------------------------------------
 # provenance
 # ---------------------------------------------------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_provenance(version_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
     """Write ``export.json`` into a version folder: the record plus the date and each file's SHA-256."""
     version_dir = Path(version_dir)
@@ -262,21 +250,6 @@ def write_provenance(version_dir: str | os.PathLike, record: dict[str, Any]) -> 
 # ---------------------------------------------------------------------------------------------------------------
 # trust: the completion marker, and which weights the served versions hold
 # ---------------------------------------------------------------------------------------------------------------
-class MixedExportError(ValueError):
-    """The served backbone and temporal versions are untrusted, or hold weights of two different checkpoints."""
-
-
-def weights_id(source: Mapping[str, Any]) -> dict[str, str]:
-    """The identity of an export's weights: ``{role: sha256}`` of the files it was made from (``export.json``'s
-    ``source`` without the loader description)."""
-    return {str(k): str(v["sha256"]) for k, v in source.items() if isinstance(v, Mapping) and "sha256" in v}
-
-
-def is_exported(version_dir: str | os.PathLike) -> bool:
-    """The folder was written by ``mintime export`` (it holds ``export.json``)."""
-    return (Path(version_dir) / PROVENANCE_FILENAME).is_file()
-
-
 def write_marker(version_dir: str | os.PathLike, export_id: str) -> Path:
     """Write the completion marker of a verified version (atomically: temporary file, then rename)."""
     version_dir = Path(version_dir)
@@ -297,31 +270,6 @@ def write_marker(version_dir: str | os.PathLike, export_id: str) -> Path:
     return path
 
 
-def version_problem(version_dir: str | os.PathLike, *, check_hashes: bool = True) -> str | None:
-    """Why an exported version must not be trusted (None: complete and verified).
-
-    Args:
-        version_dir: an exported version folder.
-        check_hashes: also compare every file's SHA-256 with ``export.json`` (else only sizes).
-    """
-    version_dir = Path(version_dir)
-    try:
-        record = json.loads((version_dir / PROVENANCE_FILENAME).read_text())
-    except (OSError, ValueError) as exc:
-        return f"unreadable {PROVENANCE_FILENAME} ({exc})"
-    if not (version_dir / MARKER_FILENAME).is_file():
-        return f"no {MARKER_FILENAME} marker: the export was interrupted before it was verified"
-    for name, info in (record.get("files") or {}).items():
-        path = version_dir / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != info.get("bytes"):
-            return f"{name} has {path.stat().st_size} bytes, export.json says {info.get('bytes')}"
-        if check_hashes and sha256_file(path) != info.get("sha256"):
-            return f"{name} changed since the export (SHA-256 differs from export.json)"
-    return None
-
-
 def remove_untrusted(model_dir: str | os.PathLike) -> list[int]:
     """Remove staging folders and exported versions that are not trusted; returns the removed versions."""
     model_dir = Path(model_dir)
@@ -336,122 +284,3 @@ def remove_untrusted(model_dir: str | os.PathLike) -> list[int]:
             removed.append(v)
             logger.warning("removed %s: %s", vdir, why)
     return removed
-
-
-@dataclass
-class ServedVersion:
-    """What Triton will serve for one network.
-
-    Attributes:
-        network: ``backbone`` or ``temporal``.
-        version: the version number (None: no version folder).
-        weights: ``{role: sha256}`` of the weights it holds (empty when unknown).
-        origin: where the weights come from, in words (for messages).
-        problem: why it must not be served (None: fine).
-    """
-
-    network: str
-    version: int | None
-    weights: dict[str, str]
-    origin: str
-    problem: str | None = None
-
-    def describe(self) -> str:
-        shas = ", ".join(f"{k} sha256 {v[:12]}" for k, v in sorted(self.weights.items())) or "unknown weights"
-        return f"{self.network} version {self.version} ({self.origin}; {shas})"
-
-
-def _parameter(config_text: str, key: str) -> str:
-    m = re.search(
-        r'key\s*:\s*"' + re.escape(key) + r'"\s*value\s*\{\s*string_value\s*:\s*"([^"]*)"', config_text
-    )
-    return m.group(1).strip() if m else ""
-
-
-def _config_in_use(model_dir: Path, config_name: str | None) -> Path:
-    if config_name and (model_dir / "configs" / f"{config_name}.pbtxt").is_file():
-        return model_dir / "configs" / f"{config_name}.pbtxt"
-    return model_dir / "config.pbtxt"
-
-
-def served_version(
-    model_dir: str | os.PathLike, *, config_name: str | None = None, env: Mapping[str, str] | None = None
-) -> ServedVersion:
-    """The version Triton serves for a network (the highest) and the weights it holds.
-
-    An exported version holds the weights named in its ``export.json`` (and must be trusted); a version that
-    export did not write runs PyTorch with the checkpoint of the model parameter ``checkpoint``, else
-    ``$MINTIME_CHECKPOINT`` (from ``env``), else the shipped demo checkpoint (the Python models' rule).
-    """
-    model_dir = Path(model_dir)
-    network = model_dir.name
-    env = os.environ if env is None else env
-    latest = latest_version(model_dir)
-    if latest is None:
-        return ServedVersion(network, None, {}, "no version folder", f"{model_dir} has no version folder")
-    vdir = model_dir / str(latest)
-    config = _config_in_use(model_dir, config_name)
-    text = config.read_text() if config.is_file() else ""
-    if is_exported(vdir) and _parameter(text, "runtime") != "torch":
-        record = json.loads((vdir / PROVENANCE_FILENAME).read_text())
-        source = record.get("source") or {}
-        paths = ", ".join(
-            str(v.get("path")) for v in source.values() if isinstance(v, Mapping) and "path" in v
-        )
-        origin = f"exported from {paths or 'unknown files'}"
-        return ServedVersion(network, latest, weights_id(source), origin, version_problem(vdir))
-    artifacts = [n for n in ("model.onnx", "model.plan") if (vdir / n).is_file()]
-    if artifacts and _parameter(text, "runtime") != "torch":
-        return ServedVersion(
-            network,
-            latest,
-            {},
-            f"{', '.join(artifacts)} of unknown origin",
-            f"{vdir} holds {', '.join(artifacts)} without {PROVENANCE_FILENAME}: its weights are unknown",
-        )
-    value, origin = _parameter(text, "checkpoint"), "model parameter 'checkpoint'"
-    if not value:
-        value, origin = env.get("MINTIME_CHECKPOINT", "").strip(), "$MINTIME_CHECKPOINT"
-    if not value:
-        import mintime
-
-        value, origin = (
-            str(Path(mintime.__file__).parent / "weights" / "demo.pt"),
-            "the shipped demo checkpoint",
-        )
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = model_dir / path
-    if not path.is_file():
-        return ServedVersion(
-            network, latest, {}, f"PyTorch, {origin} {path}", f"checkpoint not found: {path}"
-        )
-    return ServedVersion(network, latest, {"checkpoint": sha256_file(path)}, f"PyTorch with {origin} {path}")
-
-
-def check_served_pair(
-    model_repository: str | os.PathLike,
-    *,
-    config_name: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> tuple[ServedVersion, ServedVersion]:
-    """The served ``backbone`` and ``temporal`` versions, checked: both trusted, both from the same weights.
-
-    Raises:
-        MixedExportError: an untrusted version, or two different sets of weights (the message names both).
-    """
-    root = Path(model_repository)
-    backbone, temporal = (
-        served_version(root / n, config_name=config_name, env=env) for n in ("backbone", "temporal")
-    )
-    for served in (backbone, temporal):
-        if served.problem:
-            raise MixedExportError(
-                f"{served.network} version {served.version} cannot be served: {served.problem}"
-            )
-    if backbone.weights != temporal.weights:
-        raise MixedExportError(
-            f"the served networks come from different weights: {backbone.describe()} but "
-            f"{temporal.describe()}; export both from one checkpoint (mintime export) or remove the newer version"
-        )
-    return backbone, temporal

@@ -12,7 +12,6 @@ the parity tests all load through here. :attr:`Networks.model` is the ``model`` 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from mintime import checkpoints
+from mintime.fileio import sha256_file as file_digest
 from mintime.models.backbones import create_backbone
+from mintime.repository import DEMO_CHECKPOINT
 
 __all__ = [
     "DEMO_CHECKPOINT",
@@ -37,8 +38,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The shipped demo checkpoint (trained on a synthetic forgery benchmark; see mintime/weights/MODEL_CARD.md).
-DEMO_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "demo.pt"
 DEMO_NAME = "mintime-demo-synthetic-v1"
 #: The one-line caveat every output shows for the demo weights.
 DEMO_CAVEAT = "demo model trained on synthetic face swaps only (mintime synth); it is not a real-world deepfake detector"
@@ -80,15 +79,6 @@ class Networks:
     def channels(self) -> int:
         """C, channels of the backbone's feature map."""
         return int(self.backbone.out_channels)
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_backbone(

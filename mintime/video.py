@@ -45,6 +45,7 @@ import av
 import av.error
 import numpy as np
 
+from mintime.config import DEFAULTS
 from mintime.limits import DEFAULT_LIMITS, DecodeLimits, output_size
 
 __all__ = [
@@ -71,8 +72,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_bytes
 #: Refuse coded frames with more pixels than this before decoding: the budget's ``max_frame_pixels``.
 DEFAULT_MAX_PIXELS = DEFAULT_LIMITS.max_frame_pixels
-#: Frames sampled per clip by default.
-DEFAULT_NUM_FRAMES = 32
+#: Frames sampled per clip unless the caller says otherwise (the face stage's default, :mod:`mintime.config`).
+DEFAULT_NUM_FRAMES = DEFAULTS.num_frames
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mintime import contract
+from mintime.repository import CHECKPOINT_ENV
 
 __all__ = [
     "CHECKPOINT_ENV",
@@ -34,9 +35,6 @@ __all__ = [
     "stack_inputs",
     "split_outputs",
 ]
-
-#: Environment variable naming the project checkpoint the Python-backend networks load.
-CHECKPOINT_ENV = "MINTIME_CHECKPOINT"
 
 
 def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:

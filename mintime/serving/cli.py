@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``mintime serve``."""
-    from mintime.serving.server import default_model_repository
+    from mintime.repository import default_model_repository
 
     parser.add_argument(
         "--model-repository", type=Path, default=default_model_repository(), help="default: %(default)s"

@@ -17,7 +17,7 @@ that started the server ends, so call :meth:`TritonServer.start` from a thread t
 
 Start-up check: before launching, the served ``backbone`` and ``temporal`` versions must be complete, verified
 exports (or the committed Python-backend version) holding the same weights
-(:func:`export.repository.check_served_pair`); otherwise :class:`ServerStartError` names both.
+(:func:`mintime.repository.check_served_pair`); otherwise :class:`ServerStartError` names both.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from mintime.repository import default_model_repository
 from mintime.serving.install_stub import install_stub, pytriton_server_dir, stub_target
 
 __all__ = ["ServerStartError", "TritonServer", "free_port", "default_model_repository"]
@@ -74,12 +75,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def default_model_repository() -> Path:
-    """``model_repository/`` of the source checkout this package runs from, else of the working directory."""
-    here = Path(__file__).resolve().parents[2] / "model_repository"
-    return here if here.is_dir() else Path.cwd() / "model_repository"
 
 
 class TritonServer:
@@ -250,7 +245,7 @@ class TritonServer:
         """
         if not all((self.model_repository / n).is_dir() for n in ("backbone", "temporal")):
             return
-        from export.repository import MixedExportError, check_served_pair
+        from mintime.repository import MixedExportError, check_served_pair
 
         try:
             pair = check_served_pair(

@@ -177,9 +177,13 @@ def test_gpu_variant_parameters():
 
 
 def test_video_decode_decoders_exist_in_model_py():
-    source = (REPOSITORY / "video_decode" / "1" / "model.py").read_text()
+    from mintime.serving import triton_models
+
+    source = Path(triton_models.__file__).read_text()
+    assert "DecodeModel" in (REPOSITORY / "video_decode" / "1" / "model.py").read_text()
     for variant in VARIANTS:
         decoder = load("video_decode", variant).parameters["decoder"].string_value
+        assert decoder in triton_models.DecodeModel.DECODERS, (variant, decoder)
         assert f'self.decoder == "{decoder}"' in source, (variant, decoder)
 
 
@@ -202,3 +206,18 @@ def test_serve_refuses_a_config_name_no_model_has(capsys):
     assert cli.run(args) == 2
     err = capsys.readouterr().err
     assert "no model in" in err and "configs/gpus.pbtxt" in err
+
+
+def test_code_defaults_are_the_config_defaults():
+    """One default per setting: the decoders' and the CLI's defaults are mintime.config's."""
+    import inspect
+
+    from mintime.cli import build_parser
+    from mintime.config import DEFAULTS
+    from mintime.video import DEFAULT_NUM_FRAMES, decode_sampled
+
+    assert DEFAULT_NUM_FRAMES == DEFAULTS.num_frames
+    assert inspect.signature(decode_sampled).parameters["num_frames"].default == DEFAULTS.num_frames
+    args = build_parser().parse_args(["predict", "x.mp4"])
+    for name in ("num_frames", "detect_scale", "max_identities", "embedder", "mask_regime"):
+        assert getattr(args, name) == getattr(DEFAULTS, name), name
