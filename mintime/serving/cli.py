@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from mintime.repository import CHECKPOINT_ENV
+
 __all__ = ["add_arguments", "run"]
 
 logger = logging.getLogger(__name__)
@@ -47,14 +49,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: the models' 'checkpoint' parameter, else the shipped demo checkpoint",
     )
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds (default %(default)s)")
-    parser.add_argument("--log-file", type=Path, default=None, help="server log (default: a temporary file)")
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="server log (default: a new file in $MINTIME_LOG_DIR, else ~/.cache/mintime/logs; the last 20 kept)",
+    )
     parser.add_argument("--tritonserver", type=Path, default=None, help="another tritonserver binary")
     parser.add_argument("--backend-directory", type=Path, default=None, help="another backend folder")
 
 
+def checkpoint_overridden(
+    model_repository: Path, checkpoint: Path, config_name: str | None = None
+) -> str | None:
+    """Why ``--checkpoint`` would not be what a network serves (None: it is).
+
+    An exported version (``model.onnx`` / ``model.plan`` with ``export.json``) serves the weights it was
+    exported from, whatever ``$MINTIME_CHECKPOINT`` says; serving another checkpoint silently is refused.
+    """
+    from mintime.fileio import sha256_file
+    from mintime.repository import served_version
+
+    wanted = sha256_file(checkpoint)
+    for network in ("backbone", "temporal"):
+        model_dir = Path(model_repository) / network
+        if not model_dir.is_dir():
+            continue
+        served = served_version(model_dir, config_name=config_name, env={CHECKPOINT_ENV: str(checkpoint)})
+        if served.weights and set(served.weights.values()) != {wanted}:
+            return (
+                f"--checkpoint {checkpoint} would be ignored: {served.describe()}. Export it "
+                f"(`mintime export --checkpoint {checkpoint} --model-repository DIR`, then "
+                "`mintime serve --model-repository DIR`), or serve a repository without exported versions "
+                "(the committed model_repository/)"
+            )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the server, report where it listens, and stop it cleanly on Ctrl-C or SIGTERM."""
-    from mintime.serving.backend import CHECKPOINT_ENV
     from mintime.serving.server import ServerStartError, TritonServer
 
     if args.config_name:  # a typo would silently serve every model's default config
@@ -72,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
             return 2
         env[CHECKPOINT_ENV] = str(args.checkpoint.resolve())
+        problem = checkpoint_overridden(args.model_repository, args.checkpoint, args.config_name)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     server = TritonServer(
         args.model_repository,
         grpc_port=args.grpc_port,
@@ -97,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             f"metrics {server.metrics_url} (log: {server.log_path}); Ctrl-C stops it",
             flush=True,
         )
+        for served in server.served:
+            print(f"  {served.describe()}", flush=True)
         code = server.wait()
         print(f"tritonserver exited with code {code}\n{server.log_tail()}", file=sys.stderr)
         return 1 if code else 0

@@ -27,11 +27,11 @@ import ctypes
 import functools
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -75,6 +75,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+#: Environment variable naming the folder of the server logs (default ``~/.cache/mintime/logs``).
+LOG_DIR_ENV = "MINTIME_LOG_DIR"
+#: Server logs kept in that folder (older ones are removed when a server starts).
+KEEP_LOGS = 20
+
+
+def log_dir() -> Path:
+    """The folder of the server logs: ``$MINTIME_LOG_DIR``, else ``~/.cache/mintime/logs``."""
+    value = os.environ.get(LOG_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "mintime" / "logs"
+
+
+def new_log_path(keep: int = KEEP_LOGS) -> Path:
+    """A fresh log file in :func:`log_dir` (date, time and process id in its name); the oldest beyond ``keep``
+    are removed."""
+    folder = log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    old = sorted(folder.glob("tritonserver-*.log"), key=lambda p: p.stat().st_mtime)
+    for stale in old[: max(0, len(old) - keep + 1)]:
+        stale.unlink(missing_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return folder / f"tritonserver-{stamp}-{os.getpid()}-{secrets.token_hex(3)}.log"
 
 
 class TritonServer:
@@ -130,6 +154,8 @@ class TritonServer:
         self.extra_args = list(extra_args)
         self.grpc_allocation_pool = int(grpc_allocation_pool)
         self.check_weights = check_weights
+        #: the served backbone and temporal versions (:class:`mintime.repository.ServedVersion`), after start
+        self.served: tuple = ()
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file = None
 
@@ -210,9 +236,7 @@ class TritonServer:
         if self.check_weights:
             self.check_served_weights()
         if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
-            os.close(fd)
-            self.log_path = Path(name)
+            self.log_path = new_log_path()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # closed in stop()
         logger.info("starting %s", " ".join(self.command()))
@@ -253,6 +277,7 @@ class TritonServer:
             )
         except MixedExportError as exc:
             raise ServerStartError(f"refusing to start: {exc}") from exc
+        self.served = pair
         for served in pair:
             logger.info("serving %s", served.describe())
 

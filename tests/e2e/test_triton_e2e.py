@@ -59,6 +59,11 @@ def test_health_readiness_and_metrics(triton_server):
     # the served ensemble config is the committed default variant (Python backend steps)
     config = client.get_model_config("backbone", as_json=True)["config"]
     assert config["backend"] == "python" and int(config["max_batch_size"]) == 8
+    # the server says what each network serves: PyTorch with the checkpoint of $MINTIME_CHECKPOINT
+    assert [s.network for s in triton_server.served] == ["backbone", "temporal"]
+    for served in triton_server.served:
+        assert served.version == 1 and served.problem is None
+        assert served.describe().startswith(f"{served.network} version 1 (PyTorch with $MINTIME_CHECKPOINT ")
 
 
 @pytest.mark.needs_data
