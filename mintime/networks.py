@@ -32,6 +32,7 @@ __all__ = [
     "WeightsNotFoundError",
     "build_backbone",
     "load_networks",
+    "describe_checkpoint",
     "file_digest",
     "validate_weights_arguments",
 ]
@@ -197,9 +198,24 @@ def load_networks(
     ck = checkpoints.read_checkpoint(path)
     backbone = build_backbone(ck.backbone, state=ck.backbone_state, pretrained=ck.backbone_state is None)
     head = ck.build_head()
+    model = _model_block(path, ck)
+    logger.info("loaded %s (%s, %s backbone) from %s", model["name"], ck.kind, ck.backbone, path)
+    return Networks(backbone, head, ck.kind, model, ck.metadata, ck.backbone_state is None)
+
+
+def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``model`` block of a project checkpoint without building its networks (what a server reports).
+
+    Raises:
+        mintime.checkpoints.CheckpointError: unreadable or not a project checkpoint.
+    """
+    return _model_block(Path(path), checkpoints.read_checkpoint(path))
+
+
+def _model_block(path: Path, ck: Any) -> dict[str, Any]:
     meta = ck.metadata
     name = str(meta.get("name") or path.stem)
-    model = {
+    return {
         "name": name,
         "kind": ck.kind,
         "backbone": ck.backbone,
@@ -208,8 +224,6 @@ def load_networks(
         "card": meta.get("model_card"),
         "caveat": DEMO_CAVEAT if name == DEMO_NAME else None,
     }
-    logger.info("loaded %s (%s, %s backbone) from %s", name, ck.kind, ck.backbone, path)
-    return Networks(backbone, head, ck.kind, model, meta, ck.backbone_state is None)
 
 
 def _weights_entry(path: str | os.PathLike[str]) -> dict[str, str]:

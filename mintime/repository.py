@@ -122,6 +122,8 @@ class ServedVersion:
         weights: ``{role: sha256}`` of the weights it holds (empty when unknown).
         origin: where the weights come from, in words (for messages).
         problem: why it must not be served (None: fine).
+        checkpoint: the checkpoint file PyTorch loads (None for an exported version).
+        model: the ``model`` block an exported version recorded (:attr:`mintime.networks.Networks.model`).
     """
 
     network: str
@@ -129,6 +131,8 @@ class ServedVersion:
     weights: dict[str, str]
     origin: str
     problem: str | None = None
+    checkpoint: str | None = None
+    model: dict[str, Any] | None = None
 
     def describe(self) -> str:
         shas = ", ".join(f"{k} sha256 {v[:12]}" for k, v in sorted(self.weights.items())) or "unknown weights"
@@ -173,7 +177,9 @@ def served_version(
             str(v.get("path")) for v in source.values() if isinstance(v, Mapping) and "path" in v
         )
         origin = f"exported from {paths or 'unknown files'}"
-        return ServedVersion(network, latest, weights_id(source), origin, version_problem(vdir))
+        loader = source.get("loader")
+        model = loader if isinstance(loader, dict) and "name" in loader else None
+        return ServedVersion(network, latest, weights_id(source), origin, version_problem(vdir), model=model)
     artifacts = [n for n in ("model.onnx", "model.plan") if (vdir / n).is_file()]
     if artifacts and _parameter(text, "runtime") != "torch":
         return ServedVersion(
@@ -195,7 +201,13 @@ def served_version(
         return ServedVersion(
             network, latest, {}, f"PyTorch, {origin} {path}", f"checkpoint not found: {path}"
         )
-    return ServedVersion(network, latest, {"checkpoint": sha256_file(path)}, f"PyTorch with {origin} {path}")
+    return ServedVersion(
+        network,
+        latest,
+        {"checkpoint": sha256_file(path)},
+        f"PyTorch with {origin} {path}",
+        checkpoint=str(path),
+    )
 
 
 def check_served_pair(

@@ -125,6 +125,24 @@ def _device(args: dict[str, Any], params: dict[str, str]) -> str:
     )
 
 
+def served_model(repository: Path) -> dict[str, Any] | None:
+    """The ``model`` block of what the repository's ``temporal`` network serves (None when unknown): the block
+    an exported version recorded, else that of the checkpoint PyTorch loads."""
+    from mintime.repository import served_version
+
+    try:
+        served = served_version(repository / "temporal")
+        if served.model is not None:
+            return served.model
+        if served.checkpoint is not None:
+            from mintime.networks import describe_checkpoint
+
+            return describe_checkpoint(served.checkpoint)
+    except Exception:  # the answer still comes, without the block
+        logger.warning("cannot tell which model the repository serves", exc_info=True)
+    return None
+
+
 class NetworkModel:
     """``TritonPythonModel`` for one of the two networks (``backbone`` or ``temporal``).
 
@@ -275,6 +293,10 @@ class ExplainModel:
     def initialize(self, args: dict[str, Any]) -> None:
         import mintime.explain  # noqa: F401  (import once here, not on the first request)
 
+        self.model = served_model(Path(args["model_repository"]).parent)
+        name = self.model["name"] if self.model else "unknown"
+        _pb().Logger.log_info(f"explain: results name the model {name!r}")
+
     def run(self, request: Any) -> dict[str, np.ndarray]:
         from mintime.serving.backend import explain_outputs
 
@@ -284,6 +306,7 @@ class ExplainModel:
             arrays[contract.TEMPORAL_LOGIT],
             arrays[contract.TEMPORAL_CLS_ATTENTION],
             arrays[contract.SLOT_IDENTITY],
+            self.model,
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:

@@ -75,7 +75,9 @@ def predictor(tiny_checkpoint: Path):
     from mintime.pipeline import Predictor
 
     nets = load_networks(checkpoint=tiny_checkpoint)
-    return Predictor(PipelineConfig(num_frames=E2E_FRAMES), TorchEngines(nets.backbone, nets.head))
+    return Predictor(
+        PipelineConfig(num_frames=E2E_FRAMES), TorchEngines(nets.backbone, nets.head), model=nets.model
+    )
 
 
 @pytest.fixture(scope="session")
