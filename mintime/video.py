@@ -141,6 +141,7 @@ class DecodedClip:
         duration_s: duration in seconds, from the first frame's timestamp to the end of the last decoded
             frame (the container's figure when frames carry no timestamps; 0.0 when unknown).
         source_size: (width, height) of the video in display orientation, before any downscale.
+        warnings: what a user must know about this decode (a partial decode), one sentence each.
     """
 
     frames: np.ndarray
@@ -153,6 +154,7 @@ class DecodedClip:
     truncated: bool = False
     duration_s: float = 0.0
     source_size: tuple[int, int] = (0, 0)
+    warnings: tuple[str, ...] = ()
 
     def info(self) -> np.ndarray:
         """The contract's ``video_decode_info`` tensor: (3,) float32 ``[fps, total_frames, rotation]``."""
@@ -880,8 +882,16 @@ def decode_sampled(
         why = f" (FFmpeg: {first.error})" if first.error else ""
         raise VideoDecodeError(f"truncated or corrupt: no decodable frame in the video stream{why}")
     truncated = first.error is not None or total < declared
+    warnings: list[str] = []
+    if total < declared:
+        warnings.append(
+            f"only {total} of the {declared} frames the container declares decoded (truncated or corrupt file): "
+            "the result rests on those"
+        )
     if first.error is not None:
         logger.warning("decode error after %d frames, keeping what decoded: %s", total, first.error)
+        if total >= declared:
+            warnings.append(f"decoding stopped with an error after {total} frames: {first.error}")
     frames = first.frames
     if total != declared:
         logger.warning("the stream decoded to %d frames, %d expected: resampling indices", total, declared)
@@ -906,6 +916,7 @@ def decode_sampled(
         truncated=bool(truncated),
         duration_s=first.span_s or float(info["duration_s"]),
         source_size=_display_size(info["coded_width"], info["coded_height"], first.rotation),
+        warnings=tuple(warnings),
     )
 
 

@@ -51,6 +51,7 @@ class ClipInfo:
         width, height: display size in pixels (after rotation).
         total_frames: frames in the file (as counted or declared by the decoder).
         sampled_frames: (T,) frame index in the file of each sampled frame.
+        warnings: the decoder's warnings (a partial decode), one sentence each.
     """
 
     fps: float
@@ -58,6 +59,7 @@ class ClipInfo:
     height: int
     total_frames: int
     sampled_frames: tuple[int, ...]
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, clip: Any) -> ClipInfo:
@@ -68,6 +70,7 @@ class ClipInfo:
             height=int(clip.height),
             total_frames=int(clip.total_frames),
             sampled_frames=tuple(int(i) for i in clip.indices),
+            warnings=tuple(getattr(clip, "warnings", ())),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -236,6 +239,8 @@ class FaceStageResult:
             "detections": int(sum(len(d.boxes) for d in self.detections)),
             "detection_pass": self.detection_pass,
         }
+        if self.clip.warnings:
+            out["warnings"] = list(self.clip.warnings)
         if not self.ok:
             out.update(status=self.status, reason=self.reason, identities=[], slots=[])
             return out

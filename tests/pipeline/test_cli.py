@@ -115,3 +115,22 @@ def test_an_unexpected_error_does_not_stop_the_run(
     )
     assert "noise.mp4: no face found" in captured.out
     assert "Traceback" not in captured.err
+
+
+def test_a_partial_decode_is_visible(tmp_path: Path, capsys) -> None:
+    """A file cut short, with its index at the front, still decodes partly: the result says so, named."""
+    from tests.helpers.media import make_clip
+
+    full = make_clip(tmp_path / "full.mp4", frames=60, size=(96, 64), container_options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    assert cli_main(["predict", "--json", "--num-frames", "4", str(cut)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    (warning,) = result["warnings"]
+    assert warning.startswith("only ") and "of the 60 frames the container declares decoded" in warning
+    assert cli_main(["predict", "--num-frames", "4", str(cut)]) == 0
+    out = capsys.readouterr().out
+    assert f"  warning: cut.mp4: {warning}" in out.splitlines()
+    # a complete file carries no warnings key at all
+    assert cli_main(["predict", "--json", "--num-frames", "4", str(full)]) == 0
+    assert "warnings" not in json.loads(capsys.readouterr().out)
