@@ -33,10 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from mintime.errors import UserError
+
 __all__ = [
     "Shape",
     "Profile",
     "EngineBuildError",
+    "TensorRTUnavailableError",
     "DeviceInfo",
     "PLAN_TAG_SUFFIX",
     "import_tensorrt",
@@ -61,6 +64,10 @@ Shape = tuple[int, ...]
 Profile = dict[str, tuple[Shape, Shape, Shape]]
 #: ``<plan>.tag.json`` next to every plan.
 PLAN_TAG_SUFFIX = ".tag.json"
+
+
+class TensorRTUnavailableError(UserError, RuntimeError):
+    """``--trt`` was asked for where TensorRT cannot be imported."""
 
 
 class EngineBuildError(RuntimeError):

@@ -237,7 +237,7 @@ def _try_tensorrt(
     ok, detail = trt_export.tensorrt_available()
     if not ok:
         if opts.trt == "require":
-            raise RuntimeError(detail)
+            raise trt_export.TensorRTUnavailableError(detail)
         logger.warning("%s: skipping the TensorRT engine: %s", which, detail)
         return {"built": False, "reason": detail}
     names_in, names_out = io_names(which)
@@ -377,11 +377,11 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
     import torch
 
     if opts.trt == "require":  # fail before writing anything
-        from export.tensorrt import tensorrt_available
+        from export.tensorrt import TensorRTUnavailableError, tensorrt_available
 
         ok, detail = tensorrt_available()
         if not ok:
-            raise RuntimeError(detail)
+            raise TensorRTUnavailableError(detail)
     root = Path(opts.model_repository)
     source_root = Path(opts.source_repository) if opts.source_repository else committed_repository()
     if root.resolve() == source_root.resolve():

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["USER_ERRORS"]
+__all__ = ["UserError", "USER_ERRORS"]
+
+
+class UserError(Exception):
+    """Base of errors that mean "the user asked for something this setup cannot do" (one line, no traceback)."""
 
 
 def _collect() -> tuple[type[BaseException], ...]:
-    found: list[type[BaseException]] = [FileNotFoundError, ValueError]
+    found: list[type[BaseException]] = [FileNotFoundError, ValueError, UserError]
     for module, name in (
         ("mintime.checkpoints", "CheckpointError"),
         ("mintime.video", "VideoDecodeError"),

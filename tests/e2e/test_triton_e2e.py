@@ -73,7 +73,9 @@ def test_ensemble_equals_in_process_predictor(triton_server, predictor, clip: Pa
     want = json.loads(json.dumps(predictor.predict(clip)))
     res = got["json"]
     assert res["status"] == want["status"]
-    assert res["model"] == want["model"] and res["model"]["weights"][0]["sha256"]  # the server names its model
+    assert (
+        res["model"] == want["model"] and res["model"]["weights"][0]["sha256"]
+    )  # the server names its model
     assert res["detection_pass"] == want["detection_pass"]
     if clip.stem == FAST_CLIP:  # two people, both kept: the comparison covers two identities and all 16 slots
         assert res["status"] == "ok" and sum(i["kept"] for i in res["identities"]) == 2

@@ -72,3 +72,16 @@ def test_export_temporal_from_a_checkpoint(tmp_path, repository_copy, capsys):
     )
     assert "already" in json.loads(capsys.readouterr().out)["note"]
     assert repo.versions(repository_copy / "temporal") == [1, 2]
+
+
+def test_trt_without_tensorrt_is_one_line(tmp_path, capsys):
+    from export.tensorrt import tensorrt_available
+    from mintime.cli import main
+
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT is installed here")
+    code = main(["export", "--trt", "--model-repository", str(tmp_path / "repo")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: TensorRT is not available") and "Traceback" not in err[0]
+    assert not (tmp_path / "repo").exists()  # nothing written

@@ -121,7 +121,9 @@ def test_a_partial_decode_is_visible(tmp_path: Path, capsys) -> None:
     """A file cut short, with its index at the front, still decodes partly: the result says so, named."""
     from tests.helpers.media import make_clip
 
-    full = make_clip(tmp_path / "full.mp4", frames=60, size=(96, 64), container_options={"movflags": "faststart"})
+    full = make_clip(
+        tmp_path / "full.mp4", frames=60, size=(96, 64), container_options={"movflags": "faststart"}
+    )
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
     assert cli_main(["predict", "--json", "--num-frames", "4", str(cut)]) == 0

@@ -44,7 +44,9 @@ def test_exported_versions_override_the_checkpoint(repository: Path, tmp_path: P
         _export(repository, network, exported)
     problem = checkpoint_overridden(repository, mine)
     assert problem is not None
-    assert problem.startswith(f"--checkpoint {mine} would be ignored: backbone version 2 (exported from {exported}")
+    assert problem.startswith(
+        f"--checkpoint {mine} would be ignored: backbone version 2 (exported from {exported}"
+    )
     assert "mintime export --checkpoint" in problem
     assert checkpoint_overridden(repository, exported) is None  # the exported weights themselves are fine
 
