@@ -8,6 +8,12 @@ that an embedder can align each face with its own landmark model (dlib) or crop 
   network, the ``face_recognition`` library's model) returns a 128-d descriptor. Euclidean distance, dlib's
   same-person threshold 0.6. The ``.dat`` files come from the ``face-recognition-models`` package, located on
   disk without importing it (its ``__init__`` imports ``pkg_resources``).
+* :class:`ResnetEmbedder` (``"resnet"``): the same dlib ResNet as a batched PyTorch module
+  (:mod:`mintime.faces.dlib_resnet`, weights read from the same ``.dat``), with chips cut on the frames' device
+  from five landmarks (:mod:`mintime.faces.align`: MTCNN's points and a template from dlib's mean face shape)
+  instead of dlib's 5-point shape predictor. Same descriptor space, metric and threshold as ``"dlib"``; given
+  dlib's own chips the descriptors agree to 1e-6. Without landmarks it finds them with one batched MTCNN O-Net
+  pass over the boxes.
 * :class:`FacenetEmbedder`: InceptionResnetV1 (Szegedy et al., "Inception-v4, Inception-ResNet and the Impact of
   Residual Connections on Learning", 2016; FaceNet training, Schroff et al., 2015) for users who have
   facenet-pytorch's VGGFace2 weights file (``20180402-114759-vggface2.pt``, the embedder of the original
@@ -37,6 +43,7 @@ from torch.nn import functional as F
 __all__ = [
     "FaceEmbedder",
     "DlibEmbedder",
+    "ResnetEmbedder",
     "FacenetEmbedder",
     "InceptionResnetV1",
     "create_embedder",
@@ -251,6 +258,182 @@ class DlibEmbedder:
         for faces, per_image in zip(order, descriptors, strict=True):
             for k, d in zip(faces, per_image, strict=True):
                 out[k] = np.asarray(d, dtype=np.float32)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dlib's ResNet in PyTorch, chips cut on the device from five landmarks
+# ---------------------------------------------------------------------------------------------------------------
+class ResnetEmbedder:
+    """dlib's face descriptor (128-d, euclidean, same person below 0.6) as a batched torch network.
+
+    The faces are aligned by :func:`mintime.faces.align.align_faces` (dlib's chip geometry: 150x150, padding
+    0.25, dlib's pyramid for large faces) from five landmarks per face, and embedded by
+    :class:`mintime.faces.dlib_resnet.DlibResNet` in batches, all on ``device``.
+
+    Use :meth:`descriptors` on a frames tensor with landmarks (the device path), or :meth:`embed` (the
+    :class:`FaceEmbedder` protocol: numpy frames and boxes; landmarks optional).
+
+    Args:
+        model_path: ``dlib_face_recognition_resnet_model_v1.dat``; default from ``face-recognition-models``.
+        device: torch device of the network (and of the alignment when frames come as numpy).
+        batch_size: chips per network pass.
+        threshold: same-person euclidean distance (dlib's 0.6).
+        template: (5, 2) landmark template in the unit face square (default: MTCNN's five points).
+        mtcnn_weights_dir: folder of MTCNN's ``onet.pt`` for landmarks when none are given (default: the
+            facenet-pytorch wheel's).
+    """
+
+    name = "resnet"
+    dim = 128
+    metric = "euclidean"
+
+    def __init__(
+        self,
+        *,
+        model_path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        threshold: float = 0.6,
+        template: np.ndarray | None = None,
+        mtcnn_weights_dir: str | Path | None = None,
+    ) -> None:
+        from mintime.faces.align import MTCNN_TEMPLATE
+        from mintime.faces.dlib_resnet import load_dlib_resnet
+
+        self.device = torch.device(device)
+        self.model = load_dlib_resnet(model_path, self.device)
+        self.batch_size = int(batch_size)
+        self.threshold = float(threshold)
+        self.template = np.asarray(MTCNN_TEMPLATE if template is None else template, dtype=np.float64)
+        self._mtcnn_weights_dir = mtcnn_weights_dir
+        self._onet: nn.Module | None = None
+
+    @torch.inference_mode()
+    def descriptors_from_chips(self, chips: torch.Tensor) -> torch.Tensor:
+        """(N, 150, 150, 3) RGB uint8/float chips → (N, 128) float32 descriptors on ``device``."""
+        out = torch.zeros(chips.shape[0], self.dim, dtype=torch.float32, device=self.device)
+        for s in range(0, chips.shape[0], self.batch_size):
+            out[s : s + self.batch_size] = self.model(chips[s : s + self.batch_size].to(self.device))
+        return out
+
+    @torch.inference_mode()
+    def descriptors(
+        self,
+        frames: torch.Tensor | np.ndarray,
+        frame_pos: torch.Tensor | np.ndarray | Sequence[int],
+        landmarks: torch.Tensor | np.ndarray,
+    ) -> torch.Tensor:
+        """Aligns and embeds faces given their landmarks (the device path).
+
+        Args:
+            frames: (T, H, W, 3) uint8 RGB frames (a torch tensor stays on its device; numpy goes to
+                ``device``).
+            frame_pos: (N,) frame of each face in ``frames``.
+            landmarks: (N, 5, 2) landmarks in frame pixels, in the template's order (MTCNN's: left eye, right
+                eye, nose, left and right mouth corner).
+
+        Returns:
+            (N, 128) float32 descriptors on ``device``.
+        """
+        from mintime.faces.align import align_faces
+
+        if not isinstance(frames, torch.Tensor):
+            frames = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        chips = align_faces(frames, frame_pos, landmarks, template=self.template)
+        return self.descriptors_from_chips(chips)
+
+    @torch.inference_mode()
+    def landmarks(
+        self,
+        frames: torch.Tensor,
+        frame_pos: torch.Tensor | np.ndarray | Sequence[int],
+        boxes: torch.Tensor | np.ndarray,
+    ) -> torch.Tensor:
+        """Five landmarks per box from one batched MTCNN O-Net pass (for callers without detector landmarks).
+
+        Each box is squared around its centre, cut from its frame (clipped to it, at full resolution),
+        resampled to 48x48 by area averaging and passed to O-Net, as in MTCNN's last stage.
+
+        Args:
+            frames: (T, H, W, 3) uint8 RGB.
+            frame_pos: (N,) frame of each box.
+            boxes: (N, 4) x1, y1, x2, y2.
+
+        Returns:
+            (N, 5, 2) float64 landmarks (CPU).
+        """
+        if self._onet is None:
+            from mintime.faces.mtcnn import ONet, default_weights_dir
+
+            wdir = Path(self._mtcnn_weights_dir) if self._mtcnn_weights_dir else default_weights_dir()
+            onet = ONet()
+            onet.load_state_dict(torch.load(wdir / "onet.pt", map_location="cpu", weights_only=True))
+            self._onet = onet.eval().to(self.device)
+        b = torch.as_tensor(np.asarray(boxes, dtype=np.float64)).reshape(-1, 4)
+        pos = np.asarray(frame_pos, dtype=np.int64).reshape(-1)
+        h, w = frames.shape[1:3]
+        side = torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        x1 = (b[:, 0] + b[:, 2]) / 2 - side / 2
+        y1 = (b[:, 1] + b[:, 3]) / 2 - side / 2
+        sq = torch.stack([x1, y1, x1 + side, y1 + side], dim=1)
+        patches = torch.zeros(len(b), 3, 48, 48, dtype=torch.float32, device=self.device)
+        for k in range(len(b)):
+            xa, ya = max(int(sq[k, 0]), 1) - 1, max(int(sq[k, 1]), 1) - 1
+            xb, yb = min(int(sq[k, 2]), w), min(int(sq[k, 3]), h)
+            if xb <= xa or yb <= ya:
+                raise ValueError(f"box {b[k].tolist()} lies outside its {w}x{h} frame")
+            crop = frames[int(pos[k]), ya:yb, xa:xb].permute(2, 0, 1)[None].float().to(self.device)
+            patches[k] = F.adaptive_avg_pool2d(crop, 48)[0]
+        _, marks, _ = self._onet((patches - 127.5) * 0.0078125)
+        marks = marks.double().cpu()
+        bw = (sq[:, 2] - sq[:, 0] + 1)[:, None]
+        bh = (sq[:, 3] - sq[:, 1] + 1)[:, None]
+        px = bw * marks[:, :5] + sq[:, 0:1] - 1
+        py = bh * marks[:, 5:] + sq[:, 1:2] - 1
+        return torch.stack([px, py], dim=2)
+
+    def embed(
+        self,
+        frames: Sequence[np.ndarray],
+        boxes: Sequence[Box],
+        frame_ids: Sequence[int],
+        landmarks: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Embeds faces (see :meth:`FaceEmbedder.embed`).
+
+        Args:
+            frames: per face, the (H, W, 3) uint8 RGB frame that holds it.
+            boxes: per face, (4,) x1, y1, x2, y2.
+            frame_ids: per face, an id of its frame (unused: faces are grouped by frame array).
+            landmarks: (n, 5, 2) detector landmarks per face (MTCNN's); None finds them with O-Net.
+
+        Returns:
+            (n, 128) float32 descriptors in the order of ``boxes``.
+        """
+        box_arr = _check_inputs(frames, boxes, frame_ids)
+        out = np.zeros((len(box_arr), self.dim), dtype=np.float32)
+        if not len(box_arr):
+            return out
+        if landmarks is not None:
+            landmarks = np.asarray(landmarks, dtype=np.float64).reshape(len(box_arr), 5, 2)
+        # stack the distinct frames per frame size; one alignment + network pass per size
+        slot: dict[int, int] = {}
+        distinct: list[np.ndarray] = []
+        for f in frames:
+            if id(f) not in slot:
+                slot[id(f)] = len(distinct)
+                distinct.append(f)
+        face_slot = np.array([slot[id(f)] for f in frames])
+        shapes = sorted({distinct[j].shape for j in range(len(distinct))})
+        for shape in shapes:
+            members = [j for j in range(len(distinct)) if distinct[j].shape == shape]
+            remap = {j: i for i, j in enumerate(members)}
+            faces = np.flatnonzero(np.isin(face_slot, members))
+            stack = torch.from_numpy(np.stack([distinct[j] for j in members])).to(self.device)
+            pos = np.array([remap[int(face_slot[k])] for k in faces], dtype=np.int64)
+            pts = landmarks[faces] if landmarks is not None else self.landmarks(stack, pos, box_arr[faces])
+            out[faces] = self.descriptors(stack, pos, pts).cpu().numpy()
         return out
 
 
@@ -531,9 +714,10 @@ def create_embedder(
     """Builds a face embedder by name.
 
     Args:
-        name: "dlib" (default, offline weights from face-recognition-models) or "facenet" (needs ``weights``).
-        weights: FaceNet state dict path; for "dlib" an optional face recognition ``.dat`` path.
-        device: torch device (FaceNet only; dlib runs on the CPU in this build).
+        name: "dlib" (default, offline weights from face-recognition-models), "resnet" (the same network and
+            weights in PyTorch, chips cut from five landmarks on ``device``) or "facenet" (needs ``weights``).
+        weights: FaceNet state dict path; for "dlib" and "resnet" an optional face recognition ``.dat`` path.
+        device: torch device ("resnet" and FaceNet; dlib runs on the CPU in this build).
         **kwargs: passed to the embedder's constructor.
 
     Returns:
@@ -543,6 +727,10 @@ def create_embedder(
         if weights is not None:
             kwargs.setdefault("model_path", weights)
         return DlibEmbedder(**kwargs)  # type: ignore[arg-type]
+    if name == "resnet":
+        if weights is not None:
+            kwargs.setdefault("model_path", weights)
+        return ResnetEmbedder(device=device, **kwargs)  # type: ignore[arg-type]
     if name == "facenet":
         if weights is None:
             raise ValueError(
@@ -550,4 +738,4 @@ def create_embedder(
                 "no copy ships with this project (use the default 'dlib' embedder otherwise)"
             )
         return FacenetEmbedder(weights, device, **kwargs)  # type: ignore[arg-type]
-    raise ValueError(f"unknown face embedder {name!r}; expected 'dlib' or 'facenet'")
+    raise ValueError(f"unknown face embedder {name!r}; expected 'dlib', 'resnet' or 'facenet'")
