@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: Face embedders the identity step can use.
-EMBEDDERS = ("dlib", "facenet")
+EMBEDDERS = ("resnet", "dlib", "facenet")
 #: "correct" hides dummy slots; "all_true" reproduces the original training loader.
 MASK_REGIMES = ("correct", "all_true")
 
@@ -38,7 +38,10 @@ class PipelineConfig:
         detect_scale: resolution factor for MTCNN (the original detected at half resolution).
         num_slots: face slots fed to the temporal model (16 for the published weights).
         max_identities: identities kept, largest faces first (2 in the original config).
-        embedder: one of :data:`EMBEDDERS`; "facenet" needs ``embedder_weights``.
+        embedder: one of :data:`EMBEDDERS`: "resnet" (dlib's face-recognition ResNet as a batched PyTorch network,
+            faces aligned on the device from MTCNN's landmarks, tracklets first), "dlib" (the reference: dlib's
+            own alignment and network, every detection embedded) or "facenet" (needs ``embedder_weights``).
+        faces_per_tracklet: faces embedded per tracklet ("resnet"; the rest of a tracklet follows its faces).
         embedder_weights: FaceNet InceptionResnetV1 weights file (with ``embedder="facenet"``).
         device: torch device of the detector and the embedder ("cpu", "cuda:N").
         mask_regime: one of :data:`MASK_REGIMES`.
@@ -60,7 +63,8 @@ class PipelineConfig:
     detect_scale: float = 0.5
     num_slots: int = contract.NUM_SLOTS
     max_identities: int = 2
-    embedder: str = "dlib"
+    embedder: str = "resnet"
+    faces_per_tracklet: int = 4
     embedder_weights: str | None = None
     device: str = "cpu"
     mask_regime: str = "correct"

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IdentityClusters", "cluster_identities", "box_iou"]
+__all__ = ["clusters_from_labels", "IdentityClusters", "cluster_identities", "box_iou"]
 
 logger = logging.getLogger(__name__)
 
@@ -269,15 +269,65 @@ def cluster_identities(
         track_distance_factor=track_distance_factor,
     )
     roots = np.array([uf.find(i) for i in range(n)])
-    components = [np.flatnonzero(roots == r) for r in np.unique(roots)]
-    side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
-    kept, need = _keep_components(
-        components,
-        side,
+    logger.debug(
+        "linked %d faces in %d frames: %d track + %d appearance merges, %d refused (same frame)",
+        n,
         num_distinct,
-        min_faces=min_faces,
+        merged_track,
+        merged_appear,
+        uf.refused,
+    )
+    return clusters_from_labels(
+        roots,
+        box,
+        fid,
+        frame_size=frame_size,
         min_cluster_ratio=min_cluster_ratio,
+        min_faces=min_faces,
         min_size_ratio=min_size_ratio,
+    )
+
+
+def clusters_from_labels(
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    frame_ids: np.ndarray,
+    *,
+    frame_size: tuple[int, int],
+    min_cluster_ratio: float = 0.2,
+    min_faces: int = 2,
+    min_size_ratio: float = 0.4,
+) -> IdentityClusters:
+    """Identities from a grouping of the faces: the count and size rules, then ordered by mean face size.
+
+    Shared by :func:`cluster_identities` (union-find roots) and the tracklet path
+    (:func:`mintime.faces.tracklets.identities_from_tracklets`).
+
+    Args:
+        labels: (n,) int group of each face; negative = dropped before grouping.
+        boxes: (n, 4) x1, y1, x2, y2; frame_ids: (n,) frame of each face.
+        frame_size: (W, H) for the area ratios.
+        min_cluster_ratio, min_faces, min_size_ratio: see :func:`cluster_identities`.
+    """
+    box = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    fid = np.asarray(frame_ids).reshape(-1).astype(np.int64)
+    groups = np.asarray(labels).reshape(-1)
+    n = len(fid)
+    _, rank = np.unique(fid, return_inverse=True)
+    num_distinct = int(rank.max()) + 1 if n else 0
+    components = [np.flatnonzero(groups == r) for r in np.unique(groups[groups >= 0])]
+    side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
+    kept, need = (
+        _keep_components(
+            components,
+            side,
+            num_distinct,
+            min_faces=min_faces,
+            min_cluster_ratio=min_cluster_ratio,
+            min_size_ratio=min_size_ratio,
+        )
+        if components
+        else ([], 0)
     )
 
     # --- order by mean face size (longer box side), then by face count -----------------------------------------
@@ -289,23 +339,12 @@ def cluster_identities(
     )
     kept.sort(key=lambda c: (-side[c].mean(), -len(c), int(c.min())))
     identities = [c[np.lexsort((c, fid[c]))].astype(np.int64) for c in kept]
-    labels = np.full(n, -1, dtype=np.int64)
+    out_labels = np.full(n, -1, dtype=np.int64)
     for k, c in enumerate(identities):
-        labels[c] = k
-    logger.debug(
-        "clustered %d faces in %d frames: %d track + %d appearance merges, %d refused (same frame), "
-        "%d components, %d kept (min size %d)",
-        n,
-        num_distinct,
-        merged_track,
-        merged_appear,
-        uf.refused,
-        len(components),
-        len(identities),
-        need,
-    )
+        out_labels[c] = k
+    logger.debug("%d groups, %d kept (min size %d)", len(components), len(identities), need)
     return IdentityClusters(
-        labels=labels,
+        labels=out_labels,
         identities=identities,
         mean_sizes=np.array([side[c].mean() for c in identities], dtype=np.float64),
         mean_area_ratios=np.array([area[c].mean() for c in identities], dtype=np.float64),

@@ -93,7 +93,9 @@ class Face:
         index: index among that frame's detections (largest first, as the detector sorts them).
         box: (4,) float32 x1, y1, x2, y2 in full-resolution pixels.
         score: detector confidence.
-        crop: (h, w, 3) uint8 RGB square 1/3-margin crop from its own frame (None until cropped).
+        crop_box: ``(x0, y0, x1, y1)`` of its square 1/3-margin crop in its own frame (half-open pixels).
+        crop: (h, w, 3) uint8 RGB pixels of that crop (the reference path keeps them; the device path cuts
+            the slot faces straight from the frames tensor and leaves this None).
     """
 
     position: int
@@ -101,7 +103,14 @@ class Face:
     index: int
     box: np.ndarray
     score: float
+    crop_box: tuple[int, int, int, int] = (0, 0, 0, 0)
     crop: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """(height, width) of the crop in pixels."""
+        x0, y0, x1, y1 = self.crop_box
+        return y1 - y0, x1 - x0
 
 
 @dataclass(frozen=True)
@@ -354,7 +363,6 @@ class FaceStage:
         timings: dict[str, float],
     ) -> FaceStageResult:
         """One pass: detect on ``detect_frames`` (T, H, W, 3) uint8, crop from ``clip.frames``."""
-        from mintime.faces.identities import cluster_identities
 
         cfg = self.cfg
         info = ClipInfo.of(clip)
@@ -370,18 +378,7 @@ class FaceStage:
         positions = np.asarray([t for t, _ in rows], np.int64)
         boxes = np.stack([np.asarray(detections[t].boxes[k], np.float32) for t, k in rows])
         frame_ids = np.asarray(clip.indices, np.int64)[positions]
-        embeddings = self.embedder.embed([clip.frames[t] for t, _ in rows], list(boxes), list(frame_ids))
-        clusters = cluster_identities(
-            embeddings,
-            boxes,
-            frame_ids,
-            frame_size=(info.width, info.height),
-            distance_threshold=self.embedder.threshold,
-            metric=self.embedder.metric,
-            min_cluster_ratio=cfg.min_cluster_ratio,
-            min_faces=cfg.min_faces,
-            min_size_ratio=cfg.min_size_ratio,
-        )
+        clusters = self._identities(clip, detections, rows, positions, boxes, frame_ids)
         timings["identities"] = time.perf_counter() - t0
         if not clusters.identities:
             reason = "faces were detected but none recurs enough to form an identity"
@@ -391,10 +388,7 @@ class FaceStage:
         members = [self._faces(clip, detections, rows, [int(i) for i in m]) for m in clusters.identities]
         try:
             plan = build_slots(
-                [
-                    [FaceRecord(f.frame, f.crop.shape[0], f.crop.shape[1], key=f) for f in faces]
-                    for faces in members
-                ],
+                [[FaceRecord(f.frame, *f.crop_size, key=f) for f in faces] for faces in members],
                 frame_size=(info.width, info.height),
                 num_slots=cfg.num_slots,
                 max_identities=cfg.max_identities,
@@ -402,7 +396,7 @@ class FaceStage:
             )
         except NoFaceError as exc:
             return self._no_face(info, detections, timings, str(exc), which)
-        tensors = SlotTensors.from_plan(plan, self._slot_pixels(plan))
+        tensors = SlotTensors.from_plan(plan, self._slot_pixels(clip, plan))
         identities = []
         for cid, faces in enumerate(members):
             rank = plan.identity_order.index(cid) if cid in plan.identity_order else None
@@ -413,40 +407,131 @@ class FaceStage:
             info, contract.STATUS_OK, None, detections, identities, plan, tensors, timings, which
         )
 
-    @staticmethod
-    def _faces(
-        clip: Any, detections: list[Any], rows: list[tuple[int, int]], members: list[int]
-    ) -> list[Face]:
-        """The :class:`Face` of each member row, cropped from its own frame."""
-        from mintime.faces.crops import crop_face
+    @property
+    def device_path(self) -> bool:
+        """True when identities come from the batched network (tracklets first, faces cut on the device)."""
+        return hasattr(self.embedder, "descriptors")
 
+    def _frames_tensor(self, clip: Any) -> Any:
+        """The clip's frames as a (T, H, W, 3) uint8 torch tensor on the stage's device (no copy on the CPU)."""
+        import torch
+
+        frames = clip.frames
+        if not isinstance(frames, torch.Tensor):
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
+        return frames.to(self.cfg.device)
+
+    def _identities(
+        self,
+        clip: Any,
+        detections: list[Any],
+        rows: list[tuple[int, int]],
+        positions: np.ndarray,
+        boxes: np.ndarray,
+        frame_ids: np.ndarray,
+    ) -> Any:
+        """Group the detections into identities (:class:`mintime.faces.identities.IdentityClusters`).
+
+        Device path (a batched embedder): tracklets by position first, faces below the size filter dropped,
+        a bounded number of faces per tracklet aligned from MTCNN's landmarks and embedded in one batch,
+        tracklets merged by appearance (:func:`mintime.faces.tracklets.identities_from_tracklets`). Reference
+        path (dlib): every detection embedded, then :func:`mintime.faces.identities.cluster_identities`.
+        """
+        from mintime.faces.identities import cluster_identities, clusters_from_labels
+
+        cfg = self.cfg
+        size = (int(clip.width), int(clip.height))
+        if not self.device_path:
+            embeddings = self.embedder.embed([clip.frames[t] for t, _ in rows], list(boxes), list(frame_ids))
+            return cluster_identities(
+                embeddings,
+                boxes,
+                frame_ids,
+                frame_size=size,
+                distance_threshold=self.embedder.threshold,
+                metric=self.embedder.metric,
+                min_cluster_ratio=cfg.min_cluster_ratio,
+                min_faces=cfg.min_faces,
+                min_size_ratio=cfg.min_size_ratio,
+            )
+        from mintime.faces.tracklets import identities_from_tracklets
+
+        frames = self._frames_tensor(clip)
+        landmarks = np.stack([np.asarray(detections[t].landmarks[k], np.float32) for t, k in rows])
+        scores = np.asarray([float(detections[t].scores[k]) for t, k in rows], np.float32)
+
+        def embed(idx: np.ndarray) -> np.ndarray:
+            return self.embedder.descriptors(frames, positions[idx], landmarks[idx]).float().cpu().numpy()
+
+        labels, _, _ = identities_from_tracklets(
+            boxes,
+            frame_ids,
+            embed,
+            threshold=self.embedder.threshold,
+            metric=self.embedder.metric,
+            per_track=cfg.faces_per_tracklet,
+            scores=scores,
+        )
+        return clusters_from_labels(
+            labels,
+            boxes,
+            frame_ids,
+            frame_size=size,
+            min_cluster_ratio=cfg.min_cluster_ratio,
+            min_faces=cfg.min_faces,
+            min_size_ratio=cfg.min_size_ratio,
+        )
+
+    def _faces(
+        self, clip: Any, detections: list[Any], rows: list[tuple[int, int]], members: list[int]
+    ) -> list[Face]:
+        """The :class:`Face` of each member row with its square crop box (and pixels on the reference path)."""
+        from mintime.faces.crops import crop_face
+        from mintime.faces.crops_torch import square_crop_boxes
+
+        boxes = np.stack(
+            [np.asarray(detections[t].boxes[k], np.float32) for t, k in (rows[i] for i in members)]
+        )
+        crop_boxes = square_crop_boxes(boxes, np.array([clip.width, clip.height]))
         faces = []
-        for i in members:
+        for j, i in enumerate(members):
             t, k = rows[i]
-            box = np.asarray(detections[t].boxes[k], np.float32)
             faces.append(
                 Face(
                     position=t,
                     frame=int(clip.indices[t]),
                     index=k,
-                    box=box,
+                    box=boxes[j],
                     score=float(detections[t].scores[k]),
-                    crop=crop_face(clip.frames[t], box),
+                    crop_box=tuple(int(v) for v in crop_boxes[j]),
+                    crop=None if self.device_path else crop_face(clip.frames[t], boxes[j]),
                 )
             )
         return faces
 
-    def _slot_pixels(self, plan: SlotPlan) -> np.ndarray:
+    def _slot_pixels(self, clip: Any, plan: SlotPlan) -> np.ndarray:
         """(F, 3, 224, 224) float32 BGR 0..255 of the plan's faces, zeros on dummy slots."""
-        from mintime.faces.crops import resize_for_model, to_model_input
-
         size = contract.IMAGE_SIZE
         pixels = np.zeros((plan.num_slots, 3, size, size), np.float32)
         real = [(s, rec.key) for s, rec in enumerate(plan.faces) if rec is not None]
-        if real:
+        if not real:
+            return pixels
+        if self.device_path:
+            from mintime.faces.crops_torch import crop_resize_pad
+
+            batch, _ = crop_resize_pad(
+                self._frames_tensor(clip),
+                np.stack([face.box for _, face in real]),
+                np.array([face.position for _, face in real]),
+                size=size,
+            )
+            batch = batch.float().cpu().numpy()
+        else:
+            from mintime.faces.crops import resize_for_model, to_model_input
+
             batch = to_model_input(np.stack([resize_for_model(face.crop, size) for _, face in real]))
-            for j, (s, _) in enumerate(real):
-                pixels[s] = batch[j]
+        for j, (s, _) in enumerate(real):
+            pixels[s] = batch[j]
         return pixels
 
     def _no_face(
