@@ -109,7 +109,7 @@ def _flat_clip(path: Path, size: tuple[int, int], frames: int, codec: str) -> Pa
 
 def build_corpus(folder: Path, *, shared: bool) -> list[Path]:
     """Write the base files into ``folder``; returns them in a fixed order."""
-    from mintime.testing_media import make_clip
+    from tests.helpers.media import make_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     size = (160, 120)

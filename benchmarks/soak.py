@@ -75,7 +75,7 @@ def _gif(path: Path) -> bytes:
 
 def build_inputs(folder: Path, *, max_bytes: int, shared: bool) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(good, hostile) inputs by name."""
-    from mintime.testing_media import make_clip
+    from tests.helpers.media import make_clip
 
     rng = np.random.default_rng(0)
     noise = make_clip(

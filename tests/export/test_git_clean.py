@@ -69,10 +69,9 @@ def test_export_twice_with_defaults_leaves_git_clean_and_serves(checkout: Path, 
         assert repo.versions(checkout / "model_repository" / network) == [1]
         assert repo.version_problem(target / network / "3") is None
 
-    from mintime.testing_media import make_clip
-
     from client.api import MintimeClient
     from mintime.serving.server import TritonServer, free_port
+    from tests.helpers.media import make_clip
 
     clip = make_clip(tmp_path / "grey.mp4", frames=8, size=(160, 120))
     server = TritonServer(

@@ -17,7 +17,7 @@ pytest.importorskip("av")
 
 @pytest.fixture(scope="module")
 def clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    from mintime.testing_media import make_clip
+    from tests.helpers.media import make_clip
 
     return make_clip(tmp_path_factory.mktemp("clip") / "c.mp4", frames=20, size=(64, 48)).read_bytes()
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from mintime.testing_media import make_clip
 
 from mintime.limits import DEFAULT_LIMITS, DecodeLimits, output_size
 from mintime.video import VideoDecodeError, decode_sampled, iter_frames, probe
+from tests.helpers.media import make_clip
 
 SIZE = (96, 64)
 
