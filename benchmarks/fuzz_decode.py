@@ -42,6 +42,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = Path(os.environ.get("MINTIME_SHARED", REPO.parent / "shared")) / "data" / "videos"
+sys.path.insert(0, str(REPO))  # the checkout's tests/helpers (synthetic clips)
 
 #: Mutation kinds and their weights.
 KINDS = {
