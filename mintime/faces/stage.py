@@ -319,71 +319,121 @@ class FaceStage:
         return self._embedder
 
     def __call__(self, clip: Any) -> FaceStageResult:
-        """Run detect → identities → crops → slots on a decoded clip.
+        """Run detect → identities → crops → slots on a decoded clip (:meth:`batch` of one)."""
+        return self.batch([clip])[0]
 
-        When the default pass finds no identity and ``cfg.relaxed_retry`` is set, a second pass detects on
-        contrast-stretched frames at the relaxed thresholds and resolution (crops always come from the original
-        frames).
+    def batch(self, clips: list[Any]) -> list[FaceStageResult]:
+        """The face stage of several clips in shared batched passes (the Triton model's dynamic batch).
+
+        Detection runs once per frame size over the frames of every clip of that size; the embedder runs once
+        over the chosen faces of every clip; identities, crops and slots are per clip. When a clip's default pass
+        finds no identity, or none seen on ``cfg.relaxed_min_coverage`` of its sampled frames, and
+        ``cfg.relaxed_retry`` is set, a second pass detects on contrast-stretched frames at the relaxed thresholds
+        and resolution (crops always come from the original frames); the pass whose best identity is seen on
+        more frames wins.
 
         Args:
-            clip: a :class:`mintime.video.DecodedClip` (frames (T, H, W, 3) uint8 RGB, indices (T,)).
+            clips: :class:`mintime.video.DecodedClip` objects (frames (T, H, W, 3) uint8 RGB, indices (T,)); any
+                mix of sizes and lengths.
 
         Returns:
-            The :class:`FaceStageResult`; ``status == "no_face"`` when no identity survives either pass.
+            One :class:`FaceStageResult` per clip, in order; ``status == "no_face"`` when no identity survives.
         """
         cfg = self.cfg
-        result = self._run(clip, clip.frames, cfg.thresholds, cfg.detect_scale, PASS_DEFAULT, {})
-        needed = cfg.relaxed_min_coverage * len(clip.indices)
-        if not cfg.relaxed_retry or _coverage(result) >= max(needed, 1):
-            return result
+        results = self._run(clips, [c.frames for c in clips], cfg.thresholds, cfg.detect_scale, PASS_DEFAULT)
+        retry = [
+            i
+            for i, (clip, r) in enumerate(zip(clips, results, strict=True))
+            if cfg.relaxed_retry and _coverage(r) < max(cfg.relaxed_min_coverage * len(clip.indices), 1)
+        ]
+        if not retry:
+            return results
         t0 = time.perf_counter()
-        timings = {f"default_{k}": v for k, v in result.timings.items()}
-        relaxed = self._run(
-            clip,
-            stretch_contrast(clip.frames),
+        again = self._run(
+            [clips[i] for i in retry],
+            [stretch_contrast(clips[i].frames) for i in retry],
             cfg.relaxed_thresholds,
             cfg.relaxed_detect_scale,
             PASS_RELAXED,
-            timings,
         )
-        relaxed.timings["relaxed"] = time.perf_counter() - t0
-        if _coverage(relaxed) > _coverage(result):
-            logger.info("the relaxed detection pass found %d identities", len(relaxed.identities))
-            return relaxed
-        result.timings.update(relaxed=relaxed.timings["relaxed"])
-        return result
+        seconds = (time.perf_counter() - t0) / len(retry)
+        for i, relaxed in zip(retry, again, strict=True):
+            first = results[i]
+            if _coverage(relaxed) > _coverage(first):
+                logger.info("the relaxed detection pass found %d identities", len(relaxed.identities))
+                relaxed.timings.update({f"default_{k}": v for k, v in first.timings.items()}, relaxed=seconds)
+                results[i] = relaxed
+            else:
+                first.timings["relaxed"] = seconds
+        return results
 
     def _run(
         self,
-        clip: Any,
-        detect_frames: np.ndarray,
+        clips: list[Any],
+        detect_frames: list[np.ndarray],
         thresholds: tuple[float, ...],
         scale: float,
         which: str,
+    ) -> list[FaceStageResult]:
+        """One pass over several clips: detect on ``detect_frames`` ((T, H, W, 3) uint8 each), crop from the
+        clips' own frames. Shared batched work is timed once and shared equally among the clips."""
+        n = len(clips)
+        t0 = time.perf_counter()
+        detections = self._detect(detect_frames, thresholds, scale)
+        timings = [{"detect": (time.perf_counter() - t0) / n} for _ in clips]
+        infos = [ClipInfo.of(c) for c in clips]
+        rows = [[(t, k) for t, det in enumerate(d) for k in range(len(det.boxes))] for d in detections]
+        results: list[FaceStageResult | None] = [
+            None if r else self._no_face(info, d, tm, "no face detected in the sampled frames", which)
+            for r, info, d, tm in zip(rows, infos, detections, timings, strict=True)
+        ]
+        todo = [i for i in range(n) if results[i] is None]
+        if todo:
+            t0 = time.perf_counter()
+            clusters = self._identities(
+                [clips[i] for i in todo], [detections[i] for i in todo], [rows[i] for i in todo]
+            )
+            seconds = (time.perf_counter() - t0) / len(todo)
+            for i, found in zip(todo, clusters, strict=True):
+                timings[i]["identities"] = seconds
+                results[i] = self._finish(
+                    clips[i], infos[i], detections[i], rows[i], found, timings[i], which
+                )
+        return results  # type: ignore[return-value]
+
+    def _detect(
+        self, frames: list[np.ndarray], thresholds: tuple[float, ...], scale: float
+    ) -> list[list[Any]]:
+        """MTCNN over the frames of several clips: one call per frame size (the frames of equal-size clips are
+        concatenated), split back per clip."""
+        out: list[list[Any]] = [[] for _ in frames]
+        sizes: dict[tuple[int, ...], list[int]] = {}
+        for i, f in enumerate(frames):
+            sizes.setdefault(tuple(f.shape[1:]), []).append(i)
+        for group in sizes.values():
+            stacked = frames[group[0]] if len(group) == 1 else np.concatenate([frames[i] for i in group])
+            found = self.detector.detect(stacked, scale=scale, thresholds=thresholds)
+            start = 0
+            for i in group:
+                out[i] = found[start : start + len(frames[i])]
+                start += len(frames[i])
+        return out
+
+    def _finish(
+        self,
+        clip: Any,
+        info: ClipInfo,
+        detections: list[Any],
+        rows: list[tuple[int, int]],
+        clusters: Any,
         timings: dict[str, float],
+        which: str,
     ) -> FaceStageResult:
-        """One pass: detect on ``detect_frames`` (T, H, W, 3) uint8, crop from ``clip.frames``."""
-
+        """Crops, slot plan and slot tensors of one clip whose identities are known."""
         cfg = self.cfg
-        info = ClipInfo.of(clip)
-        t0 = time.perf_counter()
-        detections = self.detector.detect(detect_frames, scale=scale, thresholds=thresholds)
-        timings["detect"] = time.perf_counter() - t0
-
-        rows = [(t, k) for t, det in enumerate(detections) for k in range(len(det.boxes))]
-        if not rows:
-            return self._no_face(info, detections, timings, "no face detected in the sampled frames", which)
-
-        t0 = time.perf_counter()
-        positions = np.asarray([t for t, _ in rows], np.int64)
-        boxes = np.stack([np.asarray(detections[t].boxes[k], np.float32) for t, k in rows])
-        frame_ids = np.asarray(clip.indices, np.int64)[positions]
-        clusters = self._identities(clip, detections, rows, positions, boxes, frame_ids)
-        timings["identities"] = time.perf_counter() - t0
         if not clusters.identities:
             reason = "faces were detected but none recurs enough to form an identity"
             return self._no_face(info, detections, timings, reason, which)
-
         t0 = time.perf_counter()
         members = [self._faces(clip, detections, rows, [int(i) for i in m]) for m in clusters.identities]
         try:
@@ -410,7 +460,7 @@ class FaceStage:
     @property
     def device_path(self) -> bool:
         """True when identities come from the batched network (tracklets first, faces cut on the device)."""
-        return hasattr(self.embedder, "descriptors")
+        return hasattr(self.embedder, "descriptors_from_chips")
 
     def _frames_tensor(self, clip: Any) -> Any:
         """The clip's frames as a (T, H, W, 3) uint8 torch tensor on the stage's device (no copy on the CPU)."""
@@ -422,65 +472,78 @@ class FaceStage:
         return frames.to(self.cfg.device)
 
     def _identities(
-        self,
-        clip: Any,
-        detections: list[Any],
-        rows: list[tuple[int, int]],
-        positions: np.ndarray,
-        boxes: np.ndarray,
-        frame_ids: np.ndarray,
-    ) -> Any:
-        """Group the detections into identities (:class:`mintime.faces.identities.IdentityClusters`).
+        self, clips: list[Any], detections: list[list[Any]], rows: list[list[tuple[int, int]]]
+    ) -> list[Any]:
+        """Group each clip's detections into identities (:class:`mintime.faces.identities.IdentityClusters`),
+        with one embedder pass over the faces of every clip.
 
-        Device path (a batched embedder): tracklets by position first, faces below the size filter dropped,
-        a bounded number of faces per tracklet aligned from MTCNN's landmarks and embedded in one batch,
-        tracklets merged by appearance (:func:`mintime.faces.tracklets.identities_from_tracklets`). Reference
-        path (dlib): every detection embedded, then :func:`mintime.faces.identities.cluster_identities`.
+        Device path (a batched embedder): per clip, tracklets by position first, faces below the size filter
+        dropped, a bounded number of faces per tracklet chosen (:func:`mintime.faces.tracklets.faces_to_embed`);
+        their chips are aligned on the device from MTCNN's landmarks, the chips of all clips go through dlib's
+        ResNet in one batch, and tracklets merge by appearance per clip. Reference path (dlib): every detection
+        embedded, then :func:`mintime.faces.identities.cluster_identities` per clip.
         """
         from mintime.faces.identities import cluster_identities, clusters_from_labels
 
         cfg = self.cfg
-        size = (int(clip.width), int(clip.height))
+        per_clip = []
+        for clip, dets, rws in zip(clips, detections, rows, strict=True):
+            positions = np.asarray([t for t, _ in rws], np.int64)
+            boxes = np.stack([np.asarray(dets[t].boxes[k], np.float32) for t, k in rws])
+            per_clip.append((positions, boxes, np.asarray(clip.indices, np.int64)[positions]))
+        rules = {
+            "min_cluster_ratio": cfg.min_cluster_ratio,
+            "min_faces": cfg.min_faces,
+            "min_size_ratio": cfg.min_size_ratio,
+        }
+        sizes = [(int(c.width), int(c.height)) for c in clips]
         if not self.device_path:
-            embeddings = self.embedder.embed([clip.frames[t] for t, _ in rows], list(boxes), list(frame_ids))
-            return cluster_identities(
-                embeddings,
-                boxes,
-                frame_ids,
-                frame_size=size,
-                distance_threshold=self.embedder.threshold,
-                metric=self.embedder.metric,
-                min_cluster_ratio=cfg.min_cluster_ratio,
-                min_faces=cfg.min_faces,
-                min_size_ratio=cfg.min_size_ratio,
+            frames = [c.frames[t] for c, (pos, _, _) in zip(clips, per_clip, strict=True) for t in pos]
+            boxes = [b for _, bx, _ in per_clip for b in bx]
+            frame_ids = [f for _, _, fid in per_clip for f in fid]
+            embeddings = self.embedder.embed(frames, boxes, frame_ids)
+            bounds = np.cumsum([0, *(len(p[0]) for p in per_clip)])
+            return [
+                cluster_identities(
+                    embeddings[bounds[i] : bounds[i + 1]],
+                    bx,
+                    fid,
+                    frame_size=sizes[i],
+                    distance_threshold=self.embedder.threshold,
+                    metric=self.embedder.metric,
+                    **rules,
+                )
+                for i, (_, bx, fid) in enumerate(per_clip)
+            ]
+        import torch
+
+        from mintime.faces.align import align_faces
+        from mintime.faces.tracklets import face_labels, faces_to_embed
+
+        plans, chips = [], []
+        for clip, dets, rws, (pos, bx, fid) in zip(clips, detections, rows, per_clip, strict=True):
+            scores = np.asarray([float(dets[t].scores[k]) for t, k in rws], np.float32)
+            tracklets, chosen = faces_to_embed(bx, fid, per_track=cfg.faces_per_tracklet, scores=scores)
+            plans.append((tracklets, chosen))
+            if len(chosen):
+                marks = np.stack(
+                    [np.asarray(dets[t].landmarks[k], np.float32) for t, k in (rws[j] for j in chosen)]
+                )
+                chips.append(align_faces(self._frames_tensor(clip), pos[chosen], marks))
+        embedded = (
+            self.embedder.descriptors_from_chips(torch.cat(chips)).float().cpu().numpy()
+            if chips
+            else np.zeros((0, 1), np.float32)
+        )
+        out, start = [], 0
+        for i, ((tracklets, chosen), (_, bx, fid)) in enumerate(zip(plans, per_clip, strict=True)):
+            emb = embedded[start : start + len(chosen)]
+            start += len(chosen)
+            labels = face_labels(
+                tracklets, chosen, emb, threshold=self.embedder.threshold, metric=self.embedder.metric
             )
-        from mintime.faces.tracklets import identities_from_tracklets
-
-        frames = self._frames_tensor(clip)
-        landmarks = np.stack([np.asarray(detections[t].landmarks[k], np.float32) for t, k in rows])
-        scores = np.asarray([float(detections[t].scores[k]) for t, k in rows], np.float32)
-
-        def embed(idx: np.ndarray) -> np.ndarray:
-            return self.embedder.descriptors(frames, positions[idx], landmarks[idx]).float().cpu().numpy()
-
-        labels, _, _ = identities_from_tracklets(
-            boxes,
-            frame_ids,
-            embed,
-            threshold=self.embedder.threshold,
-            metric=self.embedder.metric,
-            per_track=cfg.faces_per_tracklet,
-            scores=scores,
-        )
-        return clusters_from_labels(
-            labels,
-            boxes,
-            frame_ids,
-            frame_size=size,
-            min_cluster_ratio=cfg.min_cluster_ratio,
-            min_faces=cfg.min_faces,
-            min_size_ratio=cfg.min_size_ratio,
-        )
+            out.append(clusters_from_labels(labels, bx, fid, frame_size=sizes[i], **rules))
+        return out
 
     def _faces(
         self, clip: Any, detections: list[Any], rows: list[tuple[int, int]], members: list[int]

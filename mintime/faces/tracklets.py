@@ -45,6 +45,8 @@ __all__ = [
     "keep_by_size",
     "select_faces",
     "merge_tracklets",
+    "faces_to_embed",
+    "face_labels",
     "identities_from_tracklets",
 ]
 
@@ -319,6 +321,53 @@ def merge_tracklets(
     return labels
 
 
+def faces_to_embed(
+    boxes: np.ndarray,
+    frame_ids: np.ndarray,
+    *,
+    per_track: int = 4,
+    min_side: float = 0.0,
+    min_size_ratio: float = 0.25,
+    scores: np.ndarray | None = None,
+    min_iou: float = 0.3,
+    max_centre_shift: float = 0.5,
+    max_size_change: float = 1.5,
+) -> tuple[Tracklets, np.ndarray]:
+    """Steps 1-3: tracklets, the size filter and the bounded choice of faces to embed.
+
+    Returns:
+        The tracklets and the (m,) int64 indices of the faces to embed (see :func:`identities_from_tracklets`).
+    """
+    tracklets = link_tracklets(
+        boxes, frame_ids, min_iou=min_iou, max_centre_shift=max_centre_shift, max_size_change=max_size_change
+    )
+    keep = keep_by_size(tracklets, boxes, min_side=min_side, min_size_ratio=min_size_ratio)
+    faces = select_faces(tracklets, boxes, keep=keep, per_track=per_track, scores=scores)
+    logger.debug(
+        "%d faces → %d tracklets (%d kept) → %d to embed",
+        len(boxes),
+        len(tracklets),
+        int(keep.sum()),
+        len(faces),
+    )
+    return tracklets, faces
+
+
+def face_labels(
+    tracklets: Tracklets,
+    faces: np.ndarray,
+    embeddings: np.ndarray,
+    *,
+    threshold: float,
+    metric: str = "euclidean",
+) -> np.ndarray:
+    """Step 4: the (n,) int64 identity label of every face (-1 = dropped before embedding) from the embeddings
+    of ``faces`` (:func:`faces_to_embed`)."""
+    emb = np.asarray(embeddings) if len(faces) else np.zeros((0, 1))
+    track_label = merge_tracklets(tracklets, faces, emb, threshold=threshold, metric=metric)
+    return track_label[tracklets.track_of] if len(tracklets.track_of) else np.zeros(0, np.int64)
+
+
 def identities_from_tracklets(
     boxes: np.ndarray,
     frame_ids: np.ndarray,
@@ -349,20 +398,16 @@ def identities_from_tracklets(
         (n,) int64 identity label per face (-1 = dropped before embedding), the tracklets, and the (m,)
         embedded face indices.
     """
-    tracklets = link_tracklets(
-        boxes, frame_ids, min_iou=min_iou, max_centre_shift=max_centre_shift, max_size_change=max_size_change
+    tracklets, faces = faces_to_embed(
+        boxes,
+        frame_ids,
+        per_track=per_track,
+        min_side=min_side,
+        min_size_ratio=min_size_ratio,
+        scores=scores,
+        min_iou=min_iou,
+        max_centre_shift=max_centre_shift,
+        max_size_change=max_size_change,
     )
-    keep = keep_by_size(tracklets, boxes, min_side=min_side, min_size_ratio=min_size_ratio)
-    faces = select_faces(tracklets, boxes, keep=keep, per_track=per_track, scores=scores)
     emb = np.asarray(embed(faces)) if len(faces) else np.zeros((0, 1))
-    track_label = merge_tracklets(tracklets, faces, emb, threshold=threshold, metric=metric)
-    face_label = track_label[tracklets.track_of] if len(tracklets.track_of) else np.zeros(0, np.int64)
-    logger.debug(
-        "%d faces → %d tracklets (%d kept) → %d embedded → %d identities",
-        len(face_label),
-        len(tracklets),
-        int(keep.sum()),
-        len(faces),
-        int(track_label.max()) + 1 if len(track_label) else 0,
-    )
-    return face_label, tracklets, faces
+    return face_labels(tracklets, faces, emb, threshold=threshold, metric=metric), tracklets, faces
