@@ -257,6 +257,11 @@ class FaceStageModel:
     A video without a usable face is not an error: the slots are empty, ``face_slots_identity`` is all -1 and
     ``face_slots_json`` says status ``no_face``. Any :class:`mintime.config.PipelineConfig` field can be set as a
     model parameter of the same name.
+
+    Dynamic batching hands several requests (videos of any size: the frame inputs allow ragged batches) to one
+    ``execute``: their clips run through :meth:`mintime.faces.stage.FaceStage.batch` together (shared detection
+    and embedding passes). A request whose inputs are bad fails alone; if the shared pass fails, every request
+    runs alone, so the culprit fails alone too.
     """
 
     def initialize(self, args: dict[str, Any]) -> None:
@@ -269,18 +274,43 @@ class FaceStageModel:
         _ = self.stage.detector, self.stage.embedder  # load the networks now, not on the first request
         _pb().Logger.log_info(f"face_pipeline: {self.cfg}")
 
-    def run(self, request: Any) -> dict[str, np.ndarray]:
+    def clip(self, request: Any) -> Any:
+        """The decoded clip a request carries (:class:`mintime.video.DecodedClip`)."""
         from mintime.serving.backend import clip_from_arrays
 
         arrays = _one_video(request_inputs(request, contract.FACE_PIPELINE))
-        clip = clip_from_arrays(*(arrays[t.name] for t in contract.VIDEO_DECODE.outputs))
-        faces = self.stage(clip)
+        return clip_from_arrays(*(arrays[t.name] for t in contract.VIDEO_DECODE.outputs))
+
+    @staticmethod
+    def outputs(faces: Any) -> dict[str, np.ndarray]:
+        """The face-stage outputs of one video, batch dimension 1."""
         outputs = {name: a[None] for name, a in faces.tensors.as_inputs().items()}
         outputs[contract.FACE_JSON] = json_to_tensor(faces.to_json())
         return outputs
 
+    def run(self, request: Any) -> dict[str, np.ndarray]:
+        return self.outputs(self.stage(self.clip(request)))
+
     def execute(self, requests: list[Any]) -> list[Any]:
-        return respond_each(requests, self.run, "face_pipeline")
+        if len(requests) == 1:
+            return respond_each(requests, self.run, "face_pipeline")
+        clips: dict[int, Any] = {}
+        for i, request in enumerate(requests):
+            try:
+                clips[i] = self.clip(request)
+            except Exception:  # answered alone below, with its precise error
+                continue
+        try:
+            found = self.stage.batch(list(clips.values()))
+        except Exception:  # the shared pass failed: every request alone, the culprit fails alone
+            logger.exception("face_pipeline: batched pass failed, answering the requests one by one")
+            return respond_each(requests, self.run, "face_pipeline")
+        done = {id(requests[i]): faces for i, faces in zip(clips, found, strict=True)}
+        return respond_each(
+            requests,
+            lambda r: self.outputs(done[id(r)]) if id(r) in done else self.run(r),
+            "face_pipeline",
+        )
 
 
 class ExplainModel:

@@ -122,9 +122,12 @@ def test_explain_ok_no_face_and_bad_request(monkeypatch):
     responses = model.execute([req(ok_json), req(None), req(no_face, slot_identity=np.full(16, -1))])
     assert len(responses) == 3
     ok, bad, none = responses
-    want = render_result(ok_json, explain_video(0.7, attn[0], owner))
+    from mintime.networks import DEMO_NAME, load_networks
+
+    want = render_result(ok_json, explain_video(0.7, attn[0], owner), load_networks().model)
     got = json.loads(ok.outputs["RESULT_JSON"][0, 0])
     assert got == json.loads(json.dumps(want))
+    assert got["model"]["name"] == DEMO_NAME  # the committed repository serves the demo checkpoint
     assert ok.outputs["FAKE_PROBABILITY"][0, 0] == pytest.approx(1 / (1 + math.exp(-0.7)), abs=1e-6)
     np.testing.assert_allclose(
         ok.outputs["IDENTITY_SCORES"][0], [i["fake_score"] for i in want["identities"]]
@@ -224,3 +227,37 @@ def test_video_decode_dali_cpu_matches_pyav(monkeypatch, tmp_path):
         np.testing.assert_array_equal(outputs["pyav"][name], outputs["dali_cpu"][name])
     frames = outputs["dali_cpu"]["video_decode_frames"][0]
     assert [read_index_code(f) for f in frames] == outputs["pyav"]["video_decode_frame_indices"][0].tolist()
+
+
+def test_face_pipeline_batches_requests_and_a_bad_one_fails_alone(monkeypatch):
+    """Several videos of different sizes in one execute run through FaceStage.batch together."""
+    mod = load_model_py("face_pipeline", monkeypatch)
+    model = mod.TritonPythonModel()
+    model.initialize(model_args("face_pipeline"))
+    calls = []
+    real = model.stage.batch
+
+    def recording(clips):
+        calls.append([c.frames.shape for c in clips])
+        return real(clips)
+
+    model.stage.batch = recording
+    rng = np.random.default_rng(0)
+
+    def req(t, h, w, n_indices=None):
+        return pb.request(
+            video_decode_frames=rng.integers(0, 255, (1, t, h, w, 3), np.uint8),
+            video_decode_frame_indices=np.arange(n_indices or t, dtype=np.int64)[None],
+            video_decode_info=np.array([[25.0, t, 0.0]], np.float32),
+        )
+
+    responses = model.execute([req(4, 48, 64), req(4, 48, 64, n_indices=3), req(3, 64, 96)])
+    assert calls == [[(4, 48, 64, 3), (3, 64, 96, 3)]], "the two good videos share one batched pass"
+    ok1, bad, ok2 = responses
+    assert bad.has_error() and bad.error().code == pb.TritonError.INVALID_ARG
+    assert "4 frames but 3 frame indices" in bad.error().message()
+    for ok in (ok1, ok2):
+        assert not ok.has_error()
+        assert ok.outputs["face_slots_faces"].shape == (1, 16, 3, 224, 224)
+        assert ok.outputs["face_slots_identity"].tolist() == [[-1] * 16]  # noise: no face
+        assert json.loads(ok.outputs["face_slots_json"][0, 0])["status"] == "no_face"
