@@ -16,8 +16,9 @@ Each input runs in a worker process with an address-space limit (``--memory-mb``
 (``--timeout``): a worker that dies is a *crash*, one that does not answer in time is a *hang* (it is killed;
 a fresh worker takes over). The peak RSS of every input is measured (``VmHWM`` after resetting it through
 ``/proc/self/clear_refs``). Printed: inputs tried, decoded, clean errors, other exceptions (must be 0), out of
-memory, crashes, hangs, peak RSS; inputs of the failing kinds are written to ``--out``. Exit code 1 when any
-input failed.
+memory (an allocation failing near the limit; FFmpeg's refusal of an absurd size a header asks for is a clean
+error, counted apart), crashes, hangs, peak RSS; inputs of the failing kinds are written to ``--out``. Exit
+code 1 when any input failed.
 """
 
 from __future__ import annotations
@@ -289,12 +290,15 @@ def run_one(data: bytes, num_frames: int, probe_too: bool) -> dict[str, Any]:
 
     from mintime.video import VideoDecodeError, decode_sampled, probe
 
-    outcome, error, etype = "ok", "", ""
+    outcome, error, etype, enomem = "ok", "", "", False
     try:
         decode_sampled(data, num_frames)
     except VideoDecodeError as exc:
         cause = exc.__cause__
-        oom = isinstance(cause, (MemoryError, av.error.MemoryError)) or "out of memory" in str(exc)
+        # FFmpeg answers ENOMEM both when an allocation fails and when a header asks for more than its
+        # max_alloc_size (2 GiB): the worker tells the two apart by the peak RSS
+        enomem = isinstance(cause, av.error.MemoryError)
+        oom = (isinstance(cause, MemoryError) and not enomem) or "out of memory" in str(exc)
         outcome, error, etype = ("oom" if oom else "clean"), str(exc), type(exc).__name__
     except MemoryError as exc:
         outcome, error, etype = "oom", str(exc), type(exc).__name__
@@ -307,7 +311,7 @@ def run_one(data: bytes, num_frames: int, probe_too: bool) -> dict[str, Any]:
             pass
         except Exception as exc:
             outcome, error, etype = "other", f"probe: {exc}", type(exc).__name__
-    return {"outcome": outcome, "error": error[:300], "type": etype}
+    return {"outcome": outcome, "error": error[:300], "type": etype, "ffmpeg_enomem": enomem}
 
 
 def worker_main(args: argparse.Namespace) -> int:
@@ -328,6 +332,8 @@ def worker_main(args: argparse.Namespace) -> int:
         result = run_one(data, args.num_frames, probe_too=index % 4 == 0)
         result.update(i=index, kind=kind, base=base, bytes=len(data), s=round(time.perf_counter() - start, 4))
         result["peak_mb"] = round(_peak_kb() / 1024, 1)
+        if result["ffmpeg_enomem"] and result["peak_mb"] > args.memory_mb / 2:
+            result["outcome"] = "oom"  # a real allocation failure near the limit
         out.write(json.dumps(result) + "\n")
         out.flush()
     return 0
@@ -453,6 +459,9 @@ def run_fuzz(
         "clean_errors": counts["clean"],
         "other_exceptions": counts["other"],
         "out_of_memory": counts["oom"],
+        "ffmpeg_refused_allocation": sum(
+            1 for r in results if r.get("ffmpeg_enomem") and r["outcome"] == "clean"
+        ),
         "crashes": counts["crash"],
         "hangs": counts["hang"],
         "peak_rss_mb": peak.get("peak_mb", 0.0),
@@ -483,6 +492,7 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"clean errors        {s['clean_errors']}  (VideoDecodeError)")
     print(f"other exceptions    {s['other_exceptions']}  (must be 0)")
     print(f"out of memory       {s['out_of_memory']}  (limit {s['settings']['memory_mb']} MB)")
+    print(f"  of the clean errors, FFmpeg refused a header's allocation: {s['ffmpeg_refused_allocation']}")
     print(f"crashes             {s['crashes']}")
     print(f"hangs               {s['hangs']}  (timeout {s['settings']['timeout_s']} s)")
     print(f"peak RSS per input  {s['peak_rss_mb']} MB  ({s['peak_rss_input']})")
