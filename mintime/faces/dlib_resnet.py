@@ -22,8 +22,9 @@ The affine layers are folded into the preceding convolutions at load time (exact
 
 Geometry: 150 → 72 (stem conv) → 35 (max-pool) → 17 → 8 → 4 → 2 → 1 (global pool).
 
-On CUDA, PyTorch lets cuDNN convolutions use TF32 by default (``torch.backends.cudnn.allow_tf32``), which
-moves descriptors by about 1e-3; set it to False where exact parity with dlib matters more than speed.
+On CUDA, PyTorch lets cuDNN convolutions use TF32 by default (``torch.backends.cudnn.allow_tf32``, 10-bit
+mantissas), so descriptors there differ from dlib's more than on the CPU (not measured: no GPU was available
+when this was written); set it to False where strict parity matters more than speed.
 """
 
 from __future__ import annotations
