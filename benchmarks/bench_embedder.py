@@ -9,11 +9,16 @@ same faces (boxes of at least ``--min-side`` pixels), three embedders are timed,
   batched alignment (:mod:`mintime.faces.align`) and batched network passes (:mod:`mintime.faces.dlib_resnet`);
 * ``resnet+onet``: :meth:`ResnetEmbedder.embed` without landmarks (one O-Net pass over the boxes first).
 
-The shared images are a fourth "clip" (one frame each, larger faces). Also printed: how far the ``resnet``
+The same faces' backbone crops are timed too: :func:`mintime.faces.crops.to_model_input` over
+:func:`~mintime.faces.crops.crop_face` per face (OpenCV) against one
+:func:`mintime.faces.crops_torch.crop_resize_pad`
+call on the frames tensor.
+
+The shared images are a sixth source (one frame each, larger faces). Also printed: how far the ``resnet``
 descriptors are from dlib's (median / max distance per face) and how many identities
 :func:`mintime.faces.identities.cluster_identities` finds with each embedder on each clip, and with the tracklet
-path (:func:`mintime.faces.tracklets.identities_from_tracklets`, 4 faces per tracklet, identities seen in at
-least 2 sampled frames).
+path (:func:`mintime.faces.tracklets.identities_from_tracklets`, 4 faces per tracklet, then the same
+count, face-share and size filters as ``cluster_identities``).
 
 Usage::
 
@@ -35,6 +40,8 @@ import cv2
 import numpy as np
 import torch
 
+from mintime.faces import crops
+from mintime.faces.crops_torch import crop_resize_pad
 from mintime.faces.embedder import DlibEmbedder, ResnetEmbedder
 from mintime.faces.identities import cluster_identities
 from mintime.faces.mtcnn import MTCNN
@@ -75,9 +82,20 @@ def load_sources(num_frames: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def count_identities(labels: np.ndarray, frame_ids: np.ndarray, min_frames: int) -> int:
-    """Identities seen in at least ``min_frames`` distinct frames (labels -1 ignored)."""
-    return sum(len(np.unique(frame_ids[labels == k])) >= min_frames for k in np.unique(labels[labels >= 0]))
+def count_identities(labels: np.ndarray, boxes: np.ndarray, frame_ids: np.ndarray) -> int:
+    """Identities left by the filters of :func:`cluster_identities` at its defaults (labels -1 ignored).
+
+    At least 2 distinct frames (fewer when the clip has fewer), at least 0.2 x the face count of the largest
+    identity, and a mean face size (longer box side) of at least 0.4 x the largest identity's.
+    """
+    groups = [np.flatnonzero(labels == k) for k in np.unique(labels[labels >= 0])]
+    if not groups:
+        return 0
+    need = max(min(2, len(np.unique(frame_ids))), int(np.ceil(0.2 * max(len(g) for g in groups) - 1e-9)), 1)
+    groups = [g for g in groups if len(g) >= need]
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    largest = max((side[g].mean() for g in groups), default=0.0)
+    return int(sum(side[g].mean() >= 0.4 * largest for g in groups))
 
 
 def bench_source(
@@ -115,6 +133,16 @@ def bench_source(
         stack = torch.from_numpy(frames).to(device)
         t_res, e_res = timed(lambda: resnet.descriptors(stack, pos_a, pts_a).cpu().numpy(), repeats, device)
     t_onet, _ = timed(lambda: resnet.embed(per_face, box_a, pos_a), repeats, device)
+    t_cv2 = t_torch = float("nan")
+    if not isinstance(frames, list):  # backbone crops of the same faces: OpenCV per face vs one tensor call
+        t_cv2, _ = timed(
+            lambda: crops.to_model_input(
+                [crops.crop_face(f, b) for f, b in zip(per_face, box_a, strict=True)]
+            ),
+            repeats,
+            device,
+        )
+        t_torch, _ = timed(lambda: crop_resize_pad(stack, box_a, pos_a)[0], repeats, device)
     n = len(box_a)
     dist = np.linalg.norm(e_res - e_dlib, axis=1)
     ids: list[int | None] = [None, None, None]
@@ -125,7 +153,7 @@ def bench_source(
             for emb in (e_dlib, e_res)
         ]
         labels, _, _ = identities_from_tracklets(box_a, pos_a, lambda idx: e_res[idx], threshold=0.6)
-        ids.append(count_identities(labels, pos_a, min(2, len(set(pos)))))
+        ids.append(count_identities(labels, box_a, pos_a))
     return {
         "source": name,
         "faces": n,
@@ -133,6 +161,8 @@ def bench_source(
         "resnet_ms_per_face": 1e3 * t_res / n,
         "resnet_onet_ms_per_face": 1e3 * t_onet / n,
         "speedup": t_dlib / t_res,
+        "crops_cv2_ms_per_face": 1e3 * t_cv2 / n,
+        "crops_torch_ms_per_face": 1e3 * t_torch / n,
         "dist_median": float(np.median(dist)),
         "dist_max": float(dist.max()),
         "identities_dlib": ids[0],
@@ -164,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, device {device}, torch threads {torch.get_num_threads()}")
     print(
         f"{'source':<34} {'faces':>5} | {'ms/face dlib':>12} {'resnet':>7} {'+onet':>7} {'dlib/resnet':>11} |"
-        f" {'dist to dlib med/max':>20} | {'identities dlib/resnet/tracklets':>32}"
+        f" {'dist to dlib med/max':>20} | {'identities dlib/resnet/tracklets':>32} | {'crops ms/face cv2/torch':>23}"
     )
     rows = []
     for name, frames in load_sources(args.num_frames):
@@ -180,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:<34} {row['faces']:>5} | {row['dlib_ms_per_face']:>12.1f} {row['resnet_ms_per_face']:>7.1f}"
             f" {row['resnet_onet_ms_per_face']:>7.1f} {row['speedup']:>10.1f}x |"
-            f" {row['dist_median']:>9.3f} / {row['dist_max']:.3f} | {ids:>32}"
+            f" {row['dist_median']:>9.3f} / {row['dist_max']:.3f} | {ids:>32} |"
+            f" {row['crops_cv2_ms_per_face']:>11.2f} / {row['crops_torch_ms_per_face']:.2f}"
         )
     if rows:
         faces = sum(r["faces"] for r in rows)

@@ -282,7 +282,7 @@ def extract_chips(
         for j, f in enumerate(faces.tolist()):
             ya, yb, xa, xb = int(y0[f]), int(y1[f]), int(x0[f]), int(x1[f])
             if yb > ya and xb > xa:
-                img[j, :, : yb - ya, : xb - xa] = frames[fidx[f], ya:yb, xa:xb].permute(2, 0, 1)
+                img[j, :, : yb - ya, : xb - xa] = frames[int(fidx[f]), ya:yb, xa:xb].permute(2, 0, 1)
         valid = torch.stack([x1[faces] - x0[faces], y1[faces] - y0[faces]], dim=1).double()  # (F, 2) w, h
         to_level = m[faces].clone()  # chip pixel -> region pixel at this level
         to_level[:, :, 2] -= torch.stack([x0[faces], y0[faces]], dim=1).double()

@@ -21,6 +21,10 @@ residual branch (4x4 vs 3x3). ``_Unit`` reproduces this by zero padding at the e
 The affine layers are folded into the preceding convolutions at load time (exact up to float rounding).
 
 Geometry: 150 → 72 (stem conv) → 35 (max-pool) → 17 → 8 → 4 → 2 → 1 (global pool).
+
+On CUDA, PyTorch lets cuDNN convolutions use TF32 by default (``torch.backends.cudnn.allow_tf32``, 10-bit
+mantissas), so descriptors there differ from dlib's more than on the CPU (not measured: no GPU was available
+when this was written); set it to False where strict parity matters more than speed.
 """
 
 from __future__ import annotations
