@@ -55,4 +55,5 @@ if [ "${CONFIG}" = "production" ]; then
 fi
 mintime export "${check[@]}"
 
-exec tritonserver --model-repository="${MODELS}" --model-config-name="${CONFIG}" "$@"
+exec tritonserver --model-repository="${MODELS}" --model-config-name="${CONFIG}" \
+  --grpc-infer-allocation-pool-size=0 "$@"  # refused large requests leave no memory behind
