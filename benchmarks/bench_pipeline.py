@@ -60,9 +60,8 @@ def time_clip(path: Path, stages: dict[str, Any], engines: Any, num_frames: int)
             row["temporal"] = time.perf_counter() - t0
             row["logit"] = float(logit[0, 0])
         row["total"] = sum(row.get(s, 0.0) for s in STAGES) + row["relaxed"]
-        row["identities"] = len(faces.identities)
+        row["n_identities"] = len(faces.identities)
         row["kept_faces"] = [len(i.faces) for i in faces.kept]
-        row["seconds_identities"] = faces.timings.get("identities", 0.0)
         out[name] = row
     return out
 
@@ -139,7 +138,7 @@ def main() -> None:
             print(
                 f"{path.name[:34]:34s} {e:6s} "
                 + " ".join(f"{r.get(s, 0.0):11.3f}" for s in STAGES)
-                + f" {r['total']:7.2f}  {r['identities']} {r['kept_faces']}",
+                + f" {r['total']:7.2f}  {r['n_identities']} {r['kept_faces']}",
                 flush=True,
             )
         if args.original:
@@ -160,7 +159,7 @@ def main() -> None:
         ratio = b / a if a > 0 else float("nan")
         print(f"median {s:12s} resnet {a:7.3f} s   dlib {b:7.3f} s   dlib/resnet {ratio:5.1f}x")
     same = all(
-        r["identities"] == d["identities"] and len(r["kept_faces"]) == len(d["kept_faces"])
+        r["n_identities"] == d["n_identities"] and len(r["kept_faces"]) == len(d["kept_faces"])
         for r, d in zip(rows["resnet"], rows["dlib"], strict=True)
     )
     print(f"identity counts (all, kept) equal on every clip: {same}")
