@@ -155,6 +155,21 @@ class InOrder:
             self._next += 1
 
 
+def local_refusals(videos: list[Path], max_bytes: int | None) -> list[Any]:
+    """The videos refused without contacting any server (empty or over ``max_bytes``), as failed predictions."""
+    from client.api import MintimeClientError, Prediction, read_video
+
+    refused = []
+    for video in videos:
+        try:
+            size = Path(video).stat().st_size
+            if size == 0 or (max_bytes is not None and size > max_bytes):
+                read_video(video, max_bytes=max_bytes)  # raises the client's precise message
+        except (MintimeClientError, OSError) as exc:
+            refused.append(Prediction(str(video), None, str(exc)))
+    return refused
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; exit code 0 when every video got an answer, 1 otherwise, 2 for bad arguments, 3 when no
     server answers at ``--url`` (or its model is not ready)."""
@@ -176,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     client = MintimeClient(args.url, model_name=args.model, timeout=args.timeout)
     if args.max_bytes is not None:
         client.max_bytes = args.max_bytes
+    refused = local_refusals(videos, client.max_bytes)
+    if len(refused) == len(videos):  # nothing to send: no server needed to say so
+        for pred in refused:
+            if args.json:
+                print(json.dumps(pred.to_json()), flush=True)
+            print(f"error: {pred.source}: {pred.error}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     problem = server_problem(client, retries=args.retries)
     client.close()
     if problem:
