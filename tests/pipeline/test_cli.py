@@ -136,3 +136,16 @@ def test_a_partial_decode_is_visible(tmp_path: Path, capsys) -> None:
     # a complete file carries no warnings key at all
     assert cli_main(["predict", "--json", "--num-frames", "4", str(full)]) == 0
     assert "warnings" not in json.loads(capsys.readouterr().out)
+
+
+def test_missing_optional_part_is_one_line(tmp_path: Path) -> None:
+    """`mintime predict` in a client-only install (no torch, no av): one line naming the module and the fix."""
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['av'] = None\n"
+        "from mintime.cli import main; sys.exit(main(['predict', 'video.mp4']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    assert lines[0].startswith("error: `mintime predict` needs the module 'torch'") and "./setup.sh" in lines[0]
