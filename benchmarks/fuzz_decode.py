@@ -92,26 +92,9 @@ CODEC_TAGS = [b"avc1", b"avc3", b"hvc1", b"hev1", b"vp09", b"av01", b"mp4v", b"m
 # --- the corpus ------------------------------------------------------------------------------------------------
 
 
-def _flat_clip(path: Path, size: tuple[int, int], frames: int, codec: str) -> Path:
-    import av
-
-    opts = {"preset": "ultrafast", "crf": "51"} if codec == "libx264" else {}
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=25, options=opts)
-        s.width, s.height = size
-        s.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        img = np.full((size[1], size[0], 3), 100, np.uint8)
-        for _ in range(frames):
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path
-
-
 def build_corpus(folder: Path, *, shared: bool) -> list[Path]:
     """Write the base files into ``folder``; returns them in a fixed order."""
-    from tests.helpers.media import make_clip
+    from tests.helpers.media import flat_clip, make_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     size = (160, 120)
@@ -141,7 +124,7 @@ def build_corpus(folder: Path, *, shared: bool) -> list[Path]:
     ):
         path = folder / name
         if not path.exists():
-            _flat_clip(path, wh, frames, codec)
+            flat_clip(path, wh, frames, codec)
         files.append(path)
     if shared and SHARED_VIDEOS.is_dir():
         files += sorted(SHARED_VIDEOS.glob("*.mp4"))

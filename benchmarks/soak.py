@@ -44,21 +44,6 @@ sys.path.insert(0, str(REPO))
 # --- inputs ----------------------------------------------------------------------------------------------------
 
 
-def _flat_clip(path: Path, size: tuple[int, int], frames: int) -> bytes:
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "51"})
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        img = np.full((size[1], size[0], 3), 128, np.uint8)
-        for _ in range(frames):
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path.read_bytes()
-
-
 def _gif(path: Path) -> bytes:
     import av
 
@@ -75,7 +60,7 @@ def _gif(path: Path) -> bytes:
 
 def build_inputs(folder: Path, *, max_bytes: int, shared: bool) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(good, hostile) inputs by name."""
-    from tests.helpers.media import make_clip
+    from tests.helpers.media import flat_clip, make_clip
 
     rng = np.random.default_rng(0)
     noise = make_clip(
@@ -84,7 +69,10 @@ def build_inputs(folder: Path, *, max_bytes: int, shared: bool) -> tuple[dict[st
         size=(160, 120),
         draw=lambda i: rng.integers(0, 256, (120, 160, 3), np.uint8),
     ).read_bytes()
-    good = {"noise.mp4": noise, "flat_4096x2304.mp4": _flat_clip(folder / "flat4k.mp4", (4096, 2304), 12)}
+    good = {
+        "noise.mp4": noise,
+        "flat_4096x2304.mp4": flat_clip(folder / "flat4k.mp4", (4096, 2304), 12, value=128).read_bytes(),
+    }
     if shared and SHARED_VIDEOS.is_dir():
         good.update({p.name: p.read_bytes() for p in sorted(SHARED_VIDEOS.glob("*.mp4"))})
     base = good.get("two_people_one_fake_720p.mp4", noise)
@@ -92,7 +80,7 @@ def build_inputs(folder: Path, *, max_bytes: int, shared: bool) -> tuple[dict[st
         "truncated": base[: len(base) // 3],
         "random": rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes(),
         "unknown_codec_tag": base.replace(b"avc1", b"xxxx"),
-        "bomb_8192x4096": _flat_clip(folder / "bomb8k.mp4", (8192, 4096), 33),
+        "bomb_8192x4096": flat_clip(folder / "bomb8k.mp4", (8192, 4096), 33, value=128).read_bytes(),
         "oversized": noise + b"\x00" * (max_bytes + 1 - len(noise)),
         "animated_gif": _gif(folder / "a.gif"),
         "empty": b"",

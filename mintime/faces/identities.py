@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["clusters_from_labels", "IdentityClusters", "cluster_identities", "box_iou"]
+__all__ = ["pairwise_distances", "clusters_from_labels", "IdentityClusters", "cluster_identities", "box_iou"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,15 +99,28 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def _distances(x: np.ndarray, metric: str) -> np.ndarray:
-    """(n, d) → (n, n) float64 distances; "euclidean" or "cosine" (1 - cosine similarity)."""
-    x = np.asarray(x, dtype=np.float64)
+def pairwise_distances(
+    a: np.ndarray, b: np.ndarray | None = None, *, metric: str = "euclidean"
+) -> np.ndarray:
+    """Distances between embeddings.
+
+    Args:
+        a: (n, d) float embeddings.
+        b: (m, d) float embeddings; ``a`` when None.
+        metric: "euclidean" or "cosine" (1 - cosine similarity; rows are L2-normalised first).
+
+    Returns:
+        (n, m) float64 distances (0 on the diagonal of a self-comparison, up to rounding).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = a if b is None else np.asarray(b, dtype=np.float64)
     if metric == "euclidean":
-        sq = (x * x).sum(1)
-        return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.sqrt(np.maximum(sq, 0.0))
     if metric == "cosine":
-        xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        return np.clip(1.0 - xn @ xn.T, 0.0, 2.0)
+        an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return np.clip(1.0 - an @ bn.T, 0.0, 2.0)
     raise ValueError(f"unknown metric {metric!r}; expected 'euclidean' or 'cosine'")
 
 
@@ -256,7 +269,7 @@ def cluster_identities(
 
     _, rank = np.unique(fid, return_inverse=True)  # (n,) rank of each face's frame among the sampled frames
     num_distinct = int(rank.max()) + 1
-    dist = _distances(emb, metric)
+    dist = pairwise_distances(emb, metric=metric)
     uf = _FrameExclusiveUnionFind(rank)
     merged_track, merged_appear = _link(
         uf,

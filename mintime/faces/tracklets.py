@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mintime.faces.identities import pairwise_distances
+
 __all__ = [
     "Tracklets",
     "link_tracklets",
@@ -224,17 +226,6 @@ def select_faces(
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-def _pairwise(x: np.ndarray, metric: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if metric == "euclidean":
-        sq = (x * x).sum(1)
-        return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
-    if metric == "cosine":
-        xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        return np.clip(1.0 - xn @ xn.T, 0.0, 2.0)
-    raise ValueError(f"unknown metric {metric!r}; expected 'euclidean' or 'cosine'")
-
-
 def merge_tracklets(
     tracklets: Tracklets,
     embedded_faces: np.ndarray,
@@ -266,7 +257,7 @@ def merge_tracklets(
     labels = np.full(k, -1, dtype=np.int64)
     if not len(present):
         return labels
-    dist = _pairwise(emb, metric)
+    dist = pairwise_distances(emb, metric=metric)
     # groups: tracklet sets; sums of face-pair distances and pair counts for average linkage
     members = {int(t): [int(t)] for t in present}
     frames = {int(t): set(tracklets.frame_rank[tracklets.tracks[t]].tolist()) for t in present}

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from tests.e2e.conftest import E2E_FRAMES, E2E_MAX_BYTES
+from tests.helpers.media import flat_clip
 
 pytestmark = [pytest.mark.needs_triton]
 
@@ -61,19 +61,6 @@ def tree_pss_mb(pid: int) -> float:
     return total / 1024
 
 
-def flat_clip(path: Path, size: tuple[int, int], frames: int) -> bytes:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "51"})
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        img = np.full((size[1], size[0], 3), 128, np.uint8)
-        for _ in range(frames):
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path.read_bytes()
-
-
 def test_oversized_input_is_refused_before_decoding(triton_server, noise_clip: Path) -> None:
     good = noise_clip.read_bytes()
     data = good + b"\x00" * (
@@ -106,7 +93,7 @@ def test_unknown_codec_tag_is_invalid_argument(triton_server, noise_clip: Path) 
 
 
 def test_8k_bomb_is_refused(triton_server, tmp_path: Path) -> None:
-    bomb = flat_clip(tmp_path / "bomb.mp4", (8192, 4096), 33)
+    bomb = flat_clip(tmp_path / "bomb.mp4", (8192, 4096), 33, value=128).read_bytes()
     assert len(bomb) < 1_000_000  # ~100 KB that would decode to 33 x 100 MB of RGB
     status, message = refused(triton_server, bomb)
     assert status == "StatusCode.INVALID_ARGUMENT"
@@ -115,7 +102,7 @@ def test_8k_bomb_is_refused(triton_server, tmp_path: Path) -> None:
 
 def test_4k_bomb_is_answered_within_the_memory_bound(triton_server, tmp_path: Path) -> None:
     """33 flat 4096x2304 frames (the largest accepted size): decoded, scaled to 1920x1080, answered."""
-    bomb = flat_clip(tmp_path / "bomb4k.mp4", (4096, 2304), 33)
+    bomb = flat_clip(tmp_path / "bomb4k.mp4", (4096, 2304), 33, value=128).read_bytes()
     before = tree_pss_mb(triton_server.process.pid)
     result = send(triton_server, bomb)
     after = tree_pss_mb(triton_server.process.pid)

@@ -208,3 +208,29 @@ def transcode(
             out.mux(stream.encode(img))
         out.mux(stream.encode(None))
     return dst
+
+
+def flat_clip(
+    path: str | os.PathLike, size: tuple[int, int], frames: int, codec: str = "libx264", value: int = 100
+) -> Path:
+    """A clip of flat grey frames: a few KB whatever the frame size (the shape of a decompression bomb).
+
+    Args:
+        path: output file (its suffix picks the container).
+        size: (width, height) in pixels.
+        frames: number of frames.
+        codec: ``libx264`` (CRF 51, ultrafast), ``mjpeg`` or any PyAV encoder.
+        value: the grey level of every pixel.
+    """
+    opts = {"preset": "ultrafast", "crf": "51"} if codec == "libx264" else {}
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25, options=opts)
+        s.width, s.height = size
+        s.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        img = np.full((size[1], size[0], 3), value, np.uint8)
+        for _ in range(frames):
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return Path(path)

@@ -148,4 +148,6 @@ def test_missing_optional_part_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr
-    assert lines[0].startswith("error: `mintime predict` needs the module 'torch'") and "./setup.sh" in lines[0]
+    assert (
+        lines[0].startswith("error: `mintime predict` needs the module 'torch'") and "./setup.sh" in lines[0]
+    )

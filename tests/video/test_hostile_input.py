@@ -16,7 +16,7 @@ import pytest
 
 from mintime.limits import DEFAULT_LIMITS, DecodeLimits, output_size
 from mintime.video import VideoDecodeError, decode_sampled, iter_frames, probe
-from tests.helpers.media import make_clip
+from tests.helpers.media import flat_clip, make_clip
 
 SIZE = (96, 64)
 
@@ -31,22 +31,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "webm": make_clip(d / "vp9.webm", frames=40, size=SIZE, codec="libvpx-vp9"),
         "ts": make_clip(d / "segment.ts", frames=20, size=SIZE),
     }
-
-
-def _flat_clip(path: Path, size: tuple[int, int], frames: int, codec: str = "libx264") -> Path:
-    """A clip of flat grey frames: a few KB whatever the frame size (the shape of a decompression bomb)."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(
-            codec, rate=25, options={"preset": "ultrafast", "crf": "51"} if codec == "libx264" else {}
-        )
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        img = np.full((size[1], size[0], 3), 128, np.uint8)
-        for _ in range(frames):
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path
 
 
 def _zero_frame(path: Path, codec: str) -> Path:
@@ -175,7 +159,7 @@ def test_zero_frame_containers_have_no_frames(tmp_path: Path, suffix: str, codec
 
 
 def test_8k_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
-    bomb = _flat_clip(tmp_path / "bomb.mp4", (8192, 4096), frames=3)
+    bomb = flat_clip(tmp_path / "bomb.mp4", (8192, 4096), frames=3, value=128)
     assert bomb.stat().st_size < 200_000  # 100 KB that would decode to 3 x 100 MB of RGB
     with pytest.raises(
         VideoDecodeError, match=r"^too large: frames of 8192x4096 pixels exceed max_frame_pixels=9437184$"
@@ -186,7 +170,7 @@ def test_8k_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
 
 
 def test_4k_frames_are_scaled_on_decode_within_the_budget(tmp_path: Path) -> None:
-    clip4k = _flat_clip(tmp_path / "uhd.mp4", (3840, 2160), frames=3)
+    clip4k = flat_clip(tmp_path / "uhd.mp4", (3840, 2160), frames=3, value=128)
     clip = decode_sampled(clip4k, 16)
     assert clip.frames.shape == (3, 1080, 1920, 3)
     assert (clip.width, clip.height, clip.source_size) == (1920, 1080, (3840, 2160))
