@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mintime import contract
+from mintime.arrays import host
 
 __all__ = [
     "Engines",
@@ -56,10 +57,13 @@ class NetworkRunner:
 
     def _feeds(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = _SPECS[self.which]
-        missing = [t.name for t in spec.inputs if t.name not in inputs]
+        self._check_inputs(inputs)
+        return {t.name: np.ascontiguousarray(host(inputs[t.name]), dtype=t.numpy_dtype) for t in spec.inputs}
+
+    def _check_inputs(self, inputs: dict[str, Any]) -> None:
+        missing = [t.name for t in _SPECS[self.which].inputs if t.name not in inputs]
         if missing:
             raise KeyError(f"{self.which}: missing inputs {missing}")
-        return {t.name: np.ascontiguousarray(inputs[t.name], dtype=t.numpy_dtype) for t in spec.inputs}
 
 
 class OnnxRunner(NetworkRunner):
@@ -117,11 +121,21 @@ class TorchRunner(NetworkRunner):
         self.module = module.to(self.device).eval()
         self.description = description
 
+    def _tensor(self, value: Any, dtype: str) -> Any:
+        """An input on this runner's device: torch tensors stay where they are if already there (no host
+        round trip for frames and faces handed over by DLPack); numpy is copied over."""
+        torch = self.torch
+        want = getattr(torch, "bool" if dtype == "bool" else dtype)
+        if isinstance(value, torch.Tensor):
+            return value.to(device=self.device, dtype=want)
+        return torch.from_numpy(np.ascontiguousarray(value, dtype=dtype)).to(self.device)
+
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         from mintime.models.baseline import FrameBaseline
 
-        feeds = [torch.from_numpy(v).to(self.device) for v in self._feeds(inputs).values()]
+        self._check_inputs(inputs)
+        feeds = [self._tensor(inputs[t.name], t.numpy_dtype) for t in contract.NETWORKS[self.which].inputs]
         with torch.inference_mode():
             if self.which == "backbone":
                 return {contract.BACKBONE_FEATURES: self.module(*feeds).float().cpu().numpy()}

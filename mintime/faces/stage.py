@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mintime import contract
+from mintime.arrays import concatenate, contiguous, host, is_torch
 from mintime.config import PipelineConfig
 from mintime.slots import FaceRecord, NoFaceError, SlotPlan, build_slots
 
@@ -139,7 +140,7 @@ class SlotTensors:
     """The face stage's array outputs for one video (no batch dimension), named by :mod:`mintime.contract`.
 
     Attributes:
-        faces: (F, 3, 224, 224) float32 BGR 0..255, zeros on dummy slots.
+        faces: (F, 3, 224, 224) float32 BGR 0..255, zeros on dummy slots (numpy, or a torch tensor on the GPU).
         mask: (F,) bool, slots the model may attend.
         identities_mask: (F, F) bool.
         size_ids: (F,) int64.
@@ -159,7 +160,7 @@ class SlotTensors:
         """Tensors of a slot plan and its face pixels (F, 3, 224, 224)."""
         owner = np.where(plan.is_dummy, -1, plan.slot_identity).astype(np.int64)
         return cls(
-            faces=np.ascontiguousarray(faces, dtype=np.float32),
+            faces=contiguous(faces) if is_torch(faces) else np.ascontiguousarray(faces, dtype=np.float32),
             mask=np.ascontiguousarray(plan.mask, dtype=np.bool_),
             identities_mask=np.ascontiguousarray(plan.identities_mask, dtype=np.bool_),
             size_ids=np.ascontiguousarray(plan.size_ids, dtype=np.int64),
@@ -411,7 +412,7 @@ class FaceStage:
         for i, f in enumerate(frames):
             sizes.setdefault(tuple(f.shape[1:]), []).append(i)
         for group in sizes.values():
-            stacked = frames[group[0]] if len(group) == 1 else np.concatenate([frames[i] for i in group])
+            stacked = frames[group[0]] if len(group) == 1 else concatenate([frames[i] for i in group])
             found = self.detector.detect(stacked, scale=scale, thresholds=thresholds)
             start = 0
             for i in group:
@@ -498,7 +499,7 @@ class FaceStage:
         }
         sizes = [(int(c.width), int(c.height)) for c in clips]
         if not self.device_path:
-            frames = [c.frames[t] for c, (pos, _, _) in zip(clips, per_clip, strict=True) for t in pos]
+            frames = [host(c.frames[t]) for c, (pos, _, _) in zip(clips, per_clip, strict=True) for t in pos]
             boxes = [b for _, bx, _ in per_clip for b in bx]
             frame_ids = [f for _, _, fid in per_clip for f in fid]
             embeddings = self.embedder.embed(frames, boxes, frame_ids)
@@ -567,13 +568,14 @@ class FaceStage:
                     box=boxes[j],
                     score=float(detections[t].scores[k]),
                     crop_box=tuple(int(v) for v in crop_boxes[j]),
-                    crop=None if self.device_path else crop_face(clip.frames[t], boxes[j]),
+                    crop=None if self.device_path else crop_face(host(clip.frames[t]), boxes[j]),
                 )
             )
         return faces
 
-    def _slot_pixels(self, clip: Any, plan: SlotPlan) -> np.ndarray:
-        """(F, 3, 224, 224) float32 BGR 0..255 of the plan's faces, zeros on dummy slots."""
+    def _slot_pixels(self, clip: Any, plan: SlotPlan) -> Any:
+        """(F, 3, 224, 224) float32 BGR 0..255 of the plan's faces, zeros on dummy slots: numpy, or a torch tensor
+        on the GPU when the stage runs there (the frames never leave the device)."""
         size = contract.IMAGE_SIZE
         pixels = np.zeros((plan.num_slots, 3, size, size), np.float32)
         real = [(s, rec.key) for s, rec in enumerate(plan.faces) if rec is not None]
@@ -582,12 +584,21 @@ class FaceStage:
         if self.device_path:
             from mintime.faces.crops_torch import crop_resize_pad
 
+            frames = self._frames_tensor(clip)
             batch, _ = crop_resize_pad(
-                self._frames_tensor(clip),
+                frames,
                 np.stack([face.box for _, face in real]),
                 np.array([face.position for _, face in real]),
                 size=size,
             )
+            if frames.is_cuda:  # the slot tensor stays on the GPU (handed to the backbone by DLPack)
+                import torch
+
+                on_device = torch.zeros(
+                    (plan.num_slots, 3, size, size), dtype=torch.float32, device=frames.device
+                )
+                on_device[torch.as_tensor([s for s, _ in real], device=frames.device)] = batch.float()
+                return on_device
             batch = batch.float().cpu().numpy()
         else:
             from mintime.faces.crops import resize_for_model, to_model_input
@@ -625,7 +636,7 @@ def stretch_contrast(
     """Brighten dark frames for detection: each frame scaled so its ``percentile`` maps to 255.
 
     Args:
-        frames: (T, H, W, 3) uint8 RGB.
+        frames: (T, H, W, 3) uint8 RGB (numpy, or a torch tensor: computed on its device).
         percentile: the brightness level that becomes white (robust to a few hot pixels).
         max_gain: the largest factor applied (noise is amplified too).
         bright: frames whose ``percentile`` level is at least this are left as they are.
@@ -633,6 +644,8 @@ def stretch_contrast(
     Returns:
         (T, H, W, 3) uint8; bright frames unchanged.
     """
+    if is_torch(frames):
+        return _stretch_contrast_torch(frames, percentile, max_gain, bright)
     sample = frames[:, ::4, ::4].reshape(len(frames), -1)
     level = np.percentile(sample, percentile, axis=1).clip(1.0, None)
     gain = np.where(level >= bright, 1.0, np.clip(255.0 / level, 1.0, max_gain)).astype(np.float32)
@@ -640,3 +653,15 @@ def stretch_contrast(
         return frames
     out = frames.astype(np.float32) * gain[:, None, None, None]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _stretch_contrast_torch(frames: Any, percentile: float, max_gain: float, bright: float) -> Any:
+    """:func:`stretch_contrast` on a (T, H, W, 3) uint8 torch tensor, on its device."""
+    import torch
+
+    sample = frames[:, ::4, ::4].reshape(len(frames), -1).float()
+    level = torch.quantile(sample, percentile / 100.0, dim=1).clamp_min(1.0)
+    gain = torch.where(level >= bright, torch.ones_like(level), (255.0 / level).clamp(1.0, max_gain))
+    if not bool((gain > 1.0).any()):
+        return frames
+    return (frames.float() * gain[:, None, None, None] + 0.5).clamp(0, 255).to(torch.uint8)

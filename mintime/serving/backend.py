@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mintime import contract
+from mintime.arrays import concatenate, contiguous, host, is_torch, torch_uint8
 from mintime.repository import CHECKPOINT_ENV
 
 __all__ = [
@@ -125,7 +126,7 @@ def clip_from_arrays(frames: np.ndarray, indices: np.ndarray, info: np.ndarray) 
     The frames are taken as upright (both decoders apply the display rotation; ``info[2]`` records it).
 
     Args:
-        frames: (T, H, W, 3) uint8 RGB.
+        frames: (T, H, W, 3) uint8 RGB, numpy or a torch tensor (kept on its device).
         indices: (T,) int64 frame index of each sampled frame.
         info: (3,) float32 fps, total frame count, display rotation (degrees).
 
@@ -134,9 +135,14 @@ def clip_from_arrays(frames: np.ndarray, indices: np.ndarray, info: np.ndarray) 
     """
     from mintime.video import DecodedClip
 
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    info = np.asarray(info, dtype=np.float32).reshape(-1)
+    if is_torch(frames):  # a GPU tensor handed over by DLPack stays where it is
+        if frames.dtype != torch_uint8():
+            raise ValueError(f"video_decode_frames must be uint8, got {frames.dtype}")
+        frames = frames.contiguous()
+    else:
+        frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    indices = np.asarray(host(indices), dtype=np.int64).reshape(-1)
+    info = np.asarray(host(info), dtype=np.float32).reshape(-1)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise ValueError(f"video_decode_frames has shape {frames.shape}, expected (T>0, H, W, 3)")
     if frames.shape[0] != indices.shape[0]:
@@ -231,7 +237,7 @@ def stack_inputs(per_request: list[dict[str, np.ndarray]]) -> tuple[dict[str, np
     """
     sizes = [int(next(iter(d.values())).shape[0]) for d in per_request]
     names = list(per_request[0])
-    batched = {n: np.concatenate([d[n] for d in per_request], axis=0) for n in names}
+    batched = {n: concatenate([d[n] for d in per_request]) for n in names}
     return batched, sizes
 
 
@@ -239,6 +245,5 @@ def split_outputs(outputs: dict[str, np.ndarray], sizes: list[int]) -> list[dict
     """Inverse of :func:`stack_inputs` for the outputs: one dict per request."""
     bounds = np.cumsum([0, *sizes])
     return [
-        {n: np.ascontiguousarray(a[bounds[i] : bounds[i + 1]]) for n, a in outputs.items()}
-        for i in range(len(sizes))
+        {n: contiguous(a[bounds[i] : bounds[i + 1]]) for n, a in outputs.items()} for i in range(len(sizes))
     ]

@@ -34,6 +34,8 @@ __all__ = [
     "BadRequest",
     "respond_each",
     "request_inputs",
+    "input_array",
+    "output_tensor",
     "NetworkModel",
     "DecodeModel",
     "FaceStageModel",
@@ -88,7 +90,7 @@ def respond_each(
     for request in requests:
         try:
             outputs = handle(request)
-            tensors = [pb_utils.Tensor(name, array) for name, array in outputs.items()]
+            tensors = [output_tensor(name, array) for name, array in outputs.items()]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         except invalid as exc:
             responses.append(pb_utils.InferenceResponse(error=triton_error(f"{model}: {exc}", "INVALID_ARG")))
@@ -99,16 +101,39 @@ def respond_each(
     return responses
 
 
-def request_inputs(request: Any, spec: contract.ModelSpec) -> dict[str, np.ndarray]:
-    """The inputs of ``spec`` of one request as numpy arrays (batch dimension included)."""
+def request_inputs(request: Any, spec: contract.ModelSpec) -> dict[str, Any]:
+    """The inputs of ``spec`` of one request (batch dimension included): numpy arrays for host tensors, torch
+    tensors (DLPack, no copy) for tensors on a GPU."""
     pb_utils = _pb()
     out = {}
     for t in spec.inputs:
         tensor = pb_utils.get_input_tensor_by_name(request, t.name)
         if tensor is None:
             raise BadRequest(f"missing input {t.name!r}")
-        out[t.name] = tensor.as_numpy()
+        out[t.name] = input_array(tensor)
     return out
+
+
+def input_array(tensor: Any) -> Any:
+    """A ``pb_utils.Tensor`` as numpy (host memory) or as a torch tensor on its GPU (DLPack, no copy)."""
+    if hasattr(tensor, "is_cpu") and not tensor.is_cpu():
+        from torch.utils import dlpack
+
+        return dlpack.from_dlpack(tensor.to_dlpack())
+    return tensor.as_numpy()
+
+
+def output_tensor(name: str, array: Any) -> Any:
+    """A ``pb_utils.Tensor`` of an output: a CUDA torch tensor leaves by DLPack (stays on its GPU), anything else
+    as numpy."""
+    from mintime.arrays import host, is_torch
+
+    pb_utils = _pb()
+    if is_torch(array) and array.is_cuda:
+        from torch.utils import dlpack
+
+        return pb_utils.Tensor.from_dlpack(name, dlpack.to_dlpack(array.contiguous()))
+    return pb_utils.Tensor(name, host(array))
 
 
 def _one_video(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -180,7 +205,7 @@ class NetworkModel:
         except Exception:  # every request alone: the bad one fails, the others are answered
             return respond_each(requests, lambda r: self.runner(request_inputs(r, self.spec)), self.NETWORK)
         return [
-            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in out.items()])
+            pb_utils.InferenceResponse(output_tensors=[output_tensor(n, a) for n, a in out.items()])
             for out in outputs
         ]
 

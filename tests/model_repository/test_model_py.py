@@ -261,3 +261,29 @@ def test_face_pipeline_batches_requests_and_a_bad_one_fails_alone(monkeypatch):
         assert ok.outputs["face_slots_faces"].shape == (1, 16, 3, 224, 224)
         assert ok.outputs["face_slots_identity"].tolist() == [[-1] * 16]  # noise: no face
         assert json.loads(ok.outputs["face_slots_json"][0, 0])["status"] == "no_face"
+
+
+def test_tensors_cross_by_dlpack_when_not_on_the_host(monkeypatch):
+    """A tensor that is not in host memory is taken by DLPack (a torch tensor, no copy); outputs that are torch
+    tensors on the CPU leave as numpy."""
+    import torch
+    from torch.utils import dlpack
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb.module())
+    from mintime.serving.triton_models import input_array, output_tensor
+
+    data = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+
+    class DeviceTensor(pb.Tensor):
+        def is_cpu(self) -> bool:
+            return False
+
+        def to_dlpack(self):
+            return dlpack.to_dlpack(data)
+
+    got = input_array(DeviceTensor("x", data.numpy()))
+    assert isinstance(got, torch.Tensor) and got.data_ptr() == data.data_ptr()  # the same memory
+    out = output_tensor("y", data * 2)
+    assert isinstance(out.as_numpy(), np.ndarray)
+    np.testing.assert_array_equal(out.as_numpy(), (data * 2).numpy())
+    np.testing.assert_array_equal(input_array(pb.Tensor("z", np.ones(2))), np.ones(2))

@@ -50,3 +50,14 @@ def test_dark_clip_yields_its_face(data_dir) -> None:
     assert np.abs(got - want).max() < 25
     slots = faces.tensors.faces[faces.tensors.slot_identity == best.rank]
     assert 0 < slots.mean() < 60  # the slot faces are cut from the dark frames themselves
+
+
+def test_stretch_contrast_same_on_torch_tensors() -> None:
+    import torch
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 40, (3, 48, 64, 3), np.uint8)
+    frames[2] = rng.integers(0, 256, (48, 64, 3), np.uint8)  # one bright frame stays as it is
+    out = stretch_contrast(torch.from_numpy(frames))
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.numpy(), stretch_contrast(frames))

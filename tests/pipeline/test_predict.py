@@ -346,3 +346,14 @@ def test_same_slots_through_torch_and_onnx(tmp_path, two_people):
     b = finalize(analysis, *onnx_result)
     assert abs(a["fake_probability"] - b["fake_probability"]) < 1e-4
     assert [i["slots"] for i in a["identities"]] == [i["slots"] for i in b["identities"]]
+
+
+def test_face_stage_on_torch_frames_equals_numpy(analyzer, two_people):
+    """Frames handed over as a torch tensor (DLPack from the decoder) give the same result as numpy frames."""
+    import dataclasses
+
+    clip, faces = two_people
+    on_torch = analyzer(dataclasses.replace(clip, frames=torch.from_numpy(clip.frames.copy())))
+    assert on_torch.to_json() == faces.to_json()
+    for name, a in faces.tensors.as_inputs().items():
+        np.testing.assert_array_equal(np.asarray(on_torch.tensors.as_inputs()[name]), a)
