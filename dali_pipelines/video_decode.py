@@ -306,6 +306,7 @@ def decode_with_dali(
     apply_rotation: bool = True,
     info: dict | None = None,
     check_codec: bool = True,
+    keep_on_device: bool = False,
 ) -> DecodedClip:
     """Decode the contract's sampled frames with DALI: the DALI twin of :func:`mintime.video.decode_sampled`.
 
@@ -327,8 +328,11 @@ def decode_with_dali(
             when the caller already has it.
         check_codec: refuse codecs the device has no decoder for before running DALI (False: let DALI try).
 
+        keep_on_device: with ``device="mixed"``: return the frames as a torch tensor on the GPU (for the Triton
+            model, which hands it on by DLPack) instead of copying them to host memory.
+
     Returns:
-        The sampled clip (frames copied to host memory).
+        The sampled clip (frames in host memory, or on the GPU with ``keep_on_device``).
 
     Raises:
         VideoDecodeError: as :func:`mintime.video.decode_sampled`, or a codec this device cannot decode.
@@ -354,9 +358,15 @@ def decode_with_dali(
             frames_out, _ = pipeline.run()
         except RuntimeError as err:
             raise VideoDecodeError(f"DALI could not decode the video: {_first_line(err)}") from err
-    if hasattr(frames_out, "as_cpu"):
-        frames_out = frames_out.as_cpu()
-    frames = np.array(frames_out[0])
+    if keep_on_device and device == "mixed":  # the frames stay on the GPU (zero-copy view, then one GPU copy
+        import torch  # because the pipeline reuses its buffers on the next run)
+
+        gpu = f"cuda:{0 if device_id is None else device_id}"
+        frames = torch.as_tensor(frames_out[0], device=gpu).clone()
+    else:
+        if hasattr(frames_out, "as_cpu"):
+            frames_out = frames_out.as_cpu()
+        frames = np.array(frames_out[0])
     if frames.shape[0] != len(indices):
         raise VideoDecodeError(f"DALI returned {frames.shape[0]} frames for {len(indices)} requested")
     rotation = int(info["rotation"]) if apply_rotation else 0
@@ -443,9 +453,11 @@ class GpuVideoDecoder:
         device: str = "mixed",
         max_bytes: int = DEFAULT_MAX_BYTES,
         supports: Callable[[dict], tuple[bool, str]] | None = None,
+        keep_on_device: bool = False,
     ) -> None:
         _check_device(device)
         self.device = device
+        self.keep_on_device = keep_on_device
         self.supports = supports or functools.partial(nvdec_support, device=device)
         self.device_id = None if device == "cpu" else int(device_id)
         self.max_bytes = max_bytes
@@ -477,6 +489,7 @@ class GpuVideoDecoder:
                     max_bytes=self.max_bytes,
                     info=info,
                     check_codec=False,
+                    keep_on_device=self.keep_on_device,
                 )
             except VideoDecodeError as err:
                 why = str(err)

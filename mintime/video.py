@@ -607,7 +607,7 @@ def rotate_frames(frames: np.ndarray, rotation: int) -> np.ndarray:
     """Turn stored frames upright.
 
     Args:
-        frames: (..., H, W, C) frames as stored in the file (a single frame or a stack).
+        frames: (..., H, W, C) frames as stored in the file (a single frame or a stack; numpy or torch).
         rotation: display rotation in degrees counter-clockwise (0, 90, 180, 270), as
             ``av.VideoFrame.rotation`` reports it: the frames are rotated by that angle.
 
@@ -617,6 +617,10 @@ def rotate_frames(frames: np.ndarray, rotation: int) -> np.ndarray:
     k = (rotation // 90) % 4
     if k == 0:
         return frames
+    if type(frames).__module__.startswith("torch"):  # frames on a GPU stay there
+        import torch
+
+        return torch.rot90(frames, k=k, dims=(-3, -2)).contiguous()
     return np.ascontiguousarray(np.rot90(frames, k=k, axes=(-3, -2)))
 
 

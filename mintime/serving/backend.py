@@ -106,12 +106,17 @@ def clip_to_arrays(clip: Any) -> dict[str, np.ndarray]:
         clip: a :class:`mintime.video.DecodedClip` (frames (T, H, W, 3) uint8 RGB, upright).
 
     Returns:
-        ``video_decode_frames`` (T, H, W, 3) uint8, ``video_decode_frame_indices`` (T,) int64,
+        ``video_decode_frames`` (T, H, W, 3) uint8 (numpy, or a torch tensor on the GPU for the DLPack hand-over),
+        ``video_decode_frame_indices`` (T,) int64,
         ``video_decode_info`` (3,) float32 = fps, total frame count, display rotation already applied (degrees).
     """
-    frames = np.ascontiguousarray(clip.frames, dtype=np.uint8)
+    frames = (
+        contiguous(clip.frames)
+        if is_torch(clip.frames)
+        else np.ascontiguousarray(clip.frames, dtype=np.uint8)
+    )
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-        raise ValueError(f"decoder returned frames of shape {frames.shape}, expected (T>0, H, W, 3)")
+        raise ValueError(f"decoder returned frames of shape {tuple(frames.shape)}, expected (T>0, H, W, 3)")
     info = np.array([clip.fps, clip.total_frames, getattr(clip, "rotation", 0)], dtype=np.float32)
     return {
         contract.FRAMES: frames,

@@ -242,8 +242,10 @@ class DecodeModel:
         elif self.decoder == "dali_mixed":
             from dali_pipelines.video_decode import GpuVideoDecoder
 
-            self.decode = GpuVideoDecoder(
-                device_id=int(args["model_instance_device_id"]), max_bytes=self.limits.max_bytes
+            self.decode = GpuVideoDecoder(  # NVDEC frames stay on the GPU and leave by DLPack
+                device_id=int(args["model_instance_device_id"]),
+                max_bytes=self.limits.max_bytes,
+                keep_on_device=True,
             )
         else:
             raise ValueError(

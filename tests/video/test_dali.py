@@ -502,3 +502,21 @@ def test_gpu_decoder_on_the_shared_clips(data_dir: Path):
             assert decoder.last_path == "dali", (path.name, decoder.last_path)
             assert np.abs(clip.frames.astype(int) - ref.frames.astype(int)).mean() < 4
     assert decoder.counts == {"dali": len(SHARED_420), "pyav": len(SHARED_444)}
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.needs_data
+def test_gpu_decoder_keeps_nvdec_frames_on_the_device(data_dir: Path):
+    """keep_on_device: NVDEC frames come back as a CUDA tensor (the Triton model hands it on by DLPack), equal to
+    the host copy; rotation applied on the device."""
+    import torch
+
+    from dali_pipelines.video_decode import GpuVideoDecoder
+
+    host, device = GpuVideoDecoder(device_id=0), GpuVideoDecoder(device_id=0, keep_on_device=True)
+    for name in sorted(SHARED_420):
+        data = (data_dir / "videos" / name).read_bytes()
+        a, b = host(data, 8), device(data, 8)
+        assert isinstance(b.frames, torch.Tensor) and b.frames.is_cuda and b.frames.dtype == torch.uint8
+        np.testing.assert_array_equal(b.frames.cpu().numpy(), a.frames)
+        assert (b.width, b.height, b.rotation) == (a.width, a.height, a.rotation)
