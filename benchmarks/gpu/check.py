@@ -50,7 +50,7 @@ if str(REPO) not in sys.path:
 logger = logging.getLogger("gpu_check")
 
 SCHEMA = "mintime.gpu_check.v1"
-STEPS = ("env", "cuda_tests", "decode", "pipeline", "agreement", "perf")
+STEPS = ("env", "cuda_tests", "decode", "pipeline", "agreement", "stages", "perf")
 #: Agreement criterion between GPU and CPU runs of the pipeline.
 MAX_PROB_DIFF = 0.02
 PERF_CONCURRENCY = (1, 4, 16)
@@ -344,6 +344,23 @@ class Check:
         if not all_ok:
             raise AssertionError(f"GPU and CPU disagree: {json.dumps(report['runs'])[:1500]}")
         return report
+
+    def step_stages(self) -> dict[str, Any]:
+        """``benchmarks/bench_pipeline.py --device cuda``: seconds per stage, device face stage vs dlib."""
+        import tempfile
+
+        device = "cpu" if self.dry else "cuda"
+        timeout = min(240.0, max(self.budget.left() - 90, 10))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "stages.json"
+            cmd = [sys.executable, str(REPO / "benchmarks" / "bench_pipeline.py"), "--device", device,
+                   "--clips", str(self.args.videos), "--num-frames", str(self.args.num_frames),
+                   "--json", str(out)]  # fmt: skip
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+            if proc.returncode != 0:
+                raise AssertionError(f"bench_pipeline failed: {(proc.stdout + proc.stderr)[-800:]}")
+            report = json.loads(out.read_text())
+        return {"device": device, "summary": report["summary"], "table": proc.stdout[-4000:]}
 
     def step_perf(self) -> dict[str, Any]:
         import csv
