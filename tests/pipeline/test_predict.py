@@ -104,7 +104,9 @@ def test_face_stage_result_is_typed_and_consistent(two_people):
         for f in ident.faces:
             det = faces.detections[f.position]
             np.testing.assert_array_equal(det.boxes[f.index], f.box)
-            assert f.frame == int(clip.indices[f.position]) and f.crop is not None and f.crop.ndim == 3
+            assert f.frame == int(clip.indices[f.position]) and min(f.crop_size) > 0  # the device path keeps
+            x0, y0, x1, y1 = f.crop_box  # crop boxes, not pixels
+            assert 0 <= x0 < x1 <= clip.width and 0 <= y0 < y1 <= clip.height
     kept = faces.kept
     assert [i.rank for i in kept] == [0, 1]
     owner = faces.tensors.slot_identity
