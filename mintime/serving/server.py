@@ -207,13 +207,18 @@ class TritonServer:
         return cmd + self.extra_args
 
     def environment(self) -> dict[str, str]:
-        """The server's environment: this interpreter's folder first on PATH, plus :attr:`env`."""
+        """The server's environment: this interpreter's folder first on PATH, glibc's allocator told to return
+        large blocks to the system (unless set already), plus :attr:`env`."""
         env = dict(os.environ)
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join(
             [bindir, *(p for p in env.get("PATH", "").split(os.pathsep) if p != bindir)]
         )
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # Frames, crops and slot tensors are large, short-lived and of varying size: served from mmap (returned to
+        # the system when freed) instead of glibc's heaps, which fragment and keep growing under a mixed load.
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 20))
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 20))
         env.update(self.env)
         return env
 
