@@ -20,6 +20,8 @@
 #   MINTIME_MIN_SHM_MB    refuse to start with a smaller /dev/shm (default 512; see --shm-size)
 # Extra arguments go to tritonserver.
 set -euo pipefail
+# Large short-lived arrays (frames, crops) from mmap, heaps trimmed: no heap growth under a mixed load.
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-1048576}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1048576}"
 
 MODELS="${MODEL_REPOSITORY:-/models}"
 CONFIG="${MINTIME_CONFIG_NAME:-production}"
