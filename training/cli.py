@@ -14,7 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from mintime.config import TRAINING_NUM_FRAMES
+from mintime.config import DEFAULTS, EMBEDDERS, TRAINING_NUM_FRAMES
 
 __all__ = [
     "add_preprocess_arguments",
@@ -74,7 +74,12 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument("--num-frames", type=int, default=TRAINING_NUM_FRAMES, help="frames sampled per video")
     p.add_argument("--detect-scale", type=float, default=0.5, help="MTCNN input scale")
-    p.add_argument("--embedder", choices=["dlib", "facenet"], default="dlib", help="identity embedder")
+    p.add_argument(
+        "--embedder",
+        choices=EMBEDDERS,
+        default=DEFAULTS.embedder,
+        help="identity embedder (resnet: dlib's network batched in PyTorch, tracklets first; dlib: the reference)",
+    )
     p.add_argument("--embedder-weights", type=Path, help="FaceNet weights (with --embedder facenet)")
     p.add_argument(
         "--min-cluster-ratio",
@@ -87,7 +92,6 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
-    from mintime.config import DEFAULTS
     from training.preprocess import find_videos, preprocess
 
     cfg = DEFAULTS.replace(
