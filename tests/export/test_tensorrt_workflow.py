@@ -69,7 +69,11 @@ def test_if_missing_rebuilds_for_another_tensorrt(repository_copy, tmp_path, mon
         trt_export.read_plan_tag(repository_copy / "temporal" / "3" / "model.plan")["tensorrt"]
         == "11.1.0.106"
     )
-    assert repo.versions(repository_copy / "temporal") == [1, 2, 3]  # version 1 (not exported) is never pruned
+    assert repo.versions(repository_copy / "temporal") == [
+        1,
+        2,
+        3,
+    ]  # version 1 (not exported) is never pruned
 
 
 def test_dali_serialization_failure_fails_the_export(repository_copy, tmp_path, capsys):
