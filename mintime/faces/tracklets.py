@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mintime.faces.identities import pairwise_distances
+from mintime.faces.identities import box_iou, pairwise_distances
 
 __all__ = [
     "Tracklets",
@@ -83,17 +83,6 @@ def _check_boxes(boxes: np.ndarray, frame_ids: np.ndarray) -> tuple[np.ndarray, 
     return box, fid
 
 
-def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, 4) x (m, 4) boxes → (n, m) IoU."""
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def _side(box: np.ndarray) -> np.ndarray:
     """Longer box side, (n,)."""
     return np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
@@ -136,7 +125,7 @@ def link_tracklets(
     for r in range(int(rank.max()) + 1):
         cur = np.flatnonzero(rank == r)
         if len(prev) and len(cur):
-            iou = _pair_iou(box[prev], box[cur])
+            iou = box_iou(box[prev], box[cur])
             scale = np.maximum((side[prev][:, None] + side[cur][None, :]) / 2, 1e-6)
             shift = np.linalg.norm(centre[prev][:, None] - centre[cur][None, :], axis=-1) / scale
             ratio = np.maximum(side[prev][:, None], side[cur][None, :]) / np.maximum(
