@@ -9,8 +9,16 @@ answered every time, and with the answer they got the first time (``fake_probabi
 and identities). Hostile ones (truncated, random bytes, an unknown codec tag, an 8192x4096 bomb, an input over the
 byte limit, an animated GIF, an empty input) must be refused with ``INVALID_ARGUMENT``. ``--concurrency``
 requests are kept in flight the whole time. The memory of the server (proportional set size of tritonserver and
-its Python-backend stubs, Triton's shared-memory regions included) is sampled every few seconds and
-reported at the start (after every good video was answered once), the middle and the end.
+its Python-backend stubs, Triton's shared-memory regions included, and apart: its anonymous memory and its
+shared memory) is sampled every few seconds and reported at the start, the middle and the end, with the lowest
+sample of each sixth of the run (a leak shows as rising minima).
+
+The start sample is taken after a two-part warm-up: every good video once, one at a time (these answers are the
+references), then every input, good and hostile, ``--concurrency`` times at once. The second part is there
+because the Python backend's shared-memory pools grow once to the largest set of tensors in flight together and
+are never shrunk (by Triton's design), and the batched models allocate their working memory for a full batch the
+first time one arrives: a start sample taken before any concurrent batch would count that one-time growth as a
+leak.
 
 Printed: requests, failures of good requests (must be 0), answers changed (must be 0), hostile requests not
 refused with INVALID_ARGUMENT (must be 0), latency, and memory; exit code 1 when one of these is not 0 or the
@@ -120,24 +128,30 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+#: smaps_rollup fields summed over the server's processes (kB), and the names they are reported under.
+_ROLLUP = {"Pss:": "pss_mb", "Pss_Anon:": "anon_mb", "Pss_Shmem:": "shmem_mb"}
+
+
 def server_memory_mb(pid: int) -> dict[str, float]:
     """Memory of ``pid`` and its descendants, MB: proportional set size (shared pages counted once, Triton's
-    shared-memory regions included) and the size of the ``/dev/shm`` files they map (for information)."""
-    pss, todo, shm = 0, [pid], set()
+    shared-memory regions included), its anonymous and shared-memory parts (``Pss_Anon``, ``Pss_Shmem``), and
+    the size of the ``/dev/shm`` files they map (for information)."""
+    kb, todo, shm = dict.fromkeys(_ROLLUP.values(), 0), [pid], set()
     while todo:
         p = todo.pop()
         todo += _children(p)
         try:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    pss += int(line.split()[1])
+                key = _ROLLUP.get(line.split(maxsplit=1)[0] if line else "")
+                if key is not None:
+                    kb[key] += int(line.split()[1])
             shm |= {
                 ln.split()[-1] for ln in Path(f"/proc/{p}/maps").read_text().splitlines() if "/dev/shm/" in ln
             }
         except OSError:
             pass
     shm_bytes = sum(Path(f).stat().st_size for f in shm if Path(f).is_file())
-    return {"pss_mb": round(pss / 1024, 1), "shm_files_mb": round(shm_bytes / 1024**2, 1)}
+    return {**{k: round(v / 1024, 1) for k, v in kb.items()}, "shm_files_mb": round(shm_bytes / 1024**2, 1)}
 
 
 def start_serve(repository: Path, checkpoint: Path | None, log: Path) -> tuple[subprocess.Popen, str, int]:
@@ -206,6 +220,10 @@ async def _infer(client: Any, data: bytes) -> tuple[str, Any]:
     return "ok", json.loads(value.decode() if isinstance(value, bytes) else value)
 
 
+def _new_stats() -> dict[str, int]:
+    return {"requests": 0, "good": 0, "good_failed": 0, "changed": 0, "hostile": 0, "hostile_wrong": 0}
+
+
 async def soak(
     url: str,
     server_pid: int | None,
@@ -217,34 +235,29 @@ async def soak(
     good_share: float,
     sample_every: float = 5.0,
 ) -> dict[str, Any]:
+    """Warm up (see the module docstring), then keep ``concurrency`` requests in flight for ``duration`` s.
+
+    Returns the counts of the load (``requests``, ``good_failed``, ``changed``, ``hostile_wrong``...), those of
+    the concurrent warm-up under ``warmup``, latencies, the memory samples (``t_s`` from the start sample) and
+    the first problems."""
     import tritonclient.grpc.aio as aioclient
 
     client = aioclient.InferenceServerClient(url)
     reference: dict[str, dict[str, Any]] = {}
-    stats = {"requests": 0, "good": 0, "good_failed": 0, "changed": 0, "hostile": 0, "hostile_wrong": 0}
     problems: list[str] = []
     latencies: list[float] = []
-    # warm-up: every good video once, sequentially: these answers are the references
+    # warm-up, part 1: every good video once, one at a time: these answers are the references
     for name, data in good.items():
         status, result = await _infer(client, data)
         if status != "ok":
+            await client.close()
             raise RuntimeError(f"good video {name} failed during warm-up: {status} {result}")
         reference[name] = result
-    memory: list[dict[str, float]] = []
 
-    def sample() -> None:
-        if server_pid is not None:
-            memory.append({"t_s": round(time.monotonic() - start, 1), **server_memory_mb(server_pid)})
-
-    start = time.monotonic()
-    sample()
-    rng = np.random.default_rng(1)
-    good_names, hostile_names = list(good), list(hostile)
-
-    async def one() -> None:
-        if rng.random() < good_share:
-            name = good_names[int(rng.integers(0, len(good_names)))]
-            t0 = time.monotonic()
+    async def send(name: str, stats: dict[str, int]) -> None:
+        """One request for input ``name``, checked and counted in ``stats``."""
+        t0 = time.monotonic()
+        if name in good:
             status, result = await _infer(client, good[name])
             stats["good"] += 1
             if status != "ok":
@@ -257,7 +270,6 @@ async def soak(
                     problems.append(f"changed {name}: {result.get('fake_probability')} vs "
                                     f"{reference[name].get('fake_probability')}")  # fmt: skip
         else:
-            name = hostile_names[int(rng.integers(0, len(hostile_names)))]
             status, result = await _infer(client, hostile[name])
             stats["hostile"] += 1
             if status != "StatusCode.INVALID_ARGUMENT":
@@ -265,9 +277,32 @@ async def soak(
                 problems.append(f"hostile {name}: {status} {str(result)[:200]}")
         stats["requests"] += 1
 
+    # warm-up, part 2: every input `concurrency` times at once (the shared-memory pools and the batched models'
+    # working memory reach the size of a full batch of the largest input before the start sample)
+    warmup = _new_stats()
+    for name in [*good, *hostile]:
+        await asyncio.gather(*(send(name, warmup) for _ in range(concurrency)))
+    latencies.clear()
+
+    memory: list[dict[str, float]] = []
+
+    def sample() -> None:
+        if server_pid is not None:
+            memory.append({"t_s": round(time.monotonic() - start, 1), **server_memory_mb(server_pid)})
+
+    stats = _new_stats()
+    start = time.monotonic()
+    sample()
+    rng = np.random.default_rng(1)
+    good_names, hostile_names = list(good), list(hostile)
+
+    def pick() -> str:
+        names = good_names if rng.random() < good_share else hostile_names
+        return names[int(rng.integers(0, len(names)))]
+
     async def lane() -> None:
         while time.monotonic() - start < duration:
-            await one()
+            await send(pick(), stats)
 
     async def sampler() -> None:
         while time.monotonic() - start < duration:
@@ -283,6 +318,7 @@ async def soak(
     lat = np.array(latencies) if latencies else np.zeros(1)
     return {
         **stats,
+        "warmup": warmup,
         "seconds": round(elapsed, 1),
         "requests_per_s": round(stats["requests"] / elapsed, 3),
         "good_latency_p50_s": round(float(np.percentile(lat, 50)), 2),
@@ -292,17 +328,32 @@ async def soak(
     }
 
 
-def memory_summary(memory: list[dict[str, float]]) -> dict[str, Any]:
+def memory_summary(memory: list[dict[str, float]], windows: int = 6) -> dict[str, Any]:
+    """Start, middle, end, max and start-to-end growth of the total PSS (MB), the growth of its anonymous and
+    shared-memory parts, and the lowest total of each of ``windows`` equal stretches of time (a leak shows as
+    minima that keep rising; load spikes do not move them)."""
     if not memory:
         return {}
     total = [m["pss_mb"] for m in memory]
-    return {
+    last_t = memory[-1]["t_s"] or 1.0
+    minima: list[float] = []
+    for w in range(windows):
+        lo, hi = last_t * w / windows, last_t * (w + 1) / windows
+        inside = [m["pss_mb"] for m in memory if lo <= m["t_s"] < hi or (w == windows - 1 and m["t_s"] == hi)]
+        if inside:
+            minima.append(min(inside))
+    summary: dict[str, Any] = {
         "start_mb": total[0],
         "middle_mb": total[len(total) // 2],
         "end_mb": total[-1],
         "max_mb": max(total),
         "growth_mb": round(total[-1] - total[0], 1),
+        "window_minima_mb": minima,
     }
+    for part in ("anon_mb", "shmem_mb"):
+        if part in memory[0]:
+            summary[f"{part[:-3]}_growth_mb"] = round(memory[-1][part] - memory[0][part], 1)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,16 +411,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"good failed         {result['good_failed']}  (must be 0)")
     print(f"answers changed     {result['changed']}  (must be 0)")
     print(f"hostile not refused {result['hostile_wrong']}  (must be 0; INVALID_ARGUMENT expected)")
+    w = result["warmup"]
+    print(f"concurrent warm-up  {w['requests']} requests: {w['good_failed']} good failed, {w['changed']} changed, "
+          f"{w['hostile_wrong']} hostile not refused  (must be 0)")  # fmt: skip
     print(f"good latency        p50 {result['good_latency_p50_s']} s, p95 {result['good_latency_p95_s']} s")
     if m:
         print(f"server memory (MB)  start {m['start_mb']}, middle {m['middle_mb']}, end {m['end_mb']}, "
               f"max {m['max_mb']}, growth {m['growth_mb']} (bound {args.max_growth_mb})")  # fmt: skip
+        print(
+            f"  of which          anonymous {m.get('anon_growth_mb')}, shared memory {m.get('shmem_growth_mb')}"
+        )
+        print(f"  lowest per sixth  {', '.join(str(v) for v in m['window_minima_mb'])}")
     for line in result["problems"][:10]:
         print(f"  {line}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    bad = result["good_failed"] + result["changed"] + result["hostile_wrong"]
+    bad = sum(r["good_failed"] + r["changed"] + r["hostile_wrong"] for r in (result, result["warmup"]))
     return 1 if bad or (m and m["growth_mb"] > args.max_growth_mb) else 0
 
 
