@@ -3,27 +3,16 @@ prints the per-video table."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from mintime.models.temporal import MintimeTemporal, TemporalConfig  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.helpers.scripts import load_script  # noqa: E402
 from tests.helpers.synthetic import two_identity_inputs  # noqa: E402
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_models", REPO / "benchmarks" / "bench_models.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _bench()
+bench = load_script(REPO / "benchmarks" / "bench_models.py")
 
 
 def test_count_flops_of_a_linear_layer():

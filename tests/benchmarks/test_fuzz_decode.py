@@ -3,27 +3,18 @@ memory limits, end as a decoded clip or a VideoDecodeError: no other exception, 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers.scripts import load_script
 
 pytest.importorskip("av")
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("fuzz_decode", REPO / "benchmarks" / "fuzz_decode.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fuzz = load()
+fuzz = load_script(REPO / "benchmarks" / "fuzz_decode.py")
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers.scripts import load_script
 
 PERF = REPO / "benchmarks" / "perf"
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"perf_{name}", PERF / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-run_perf = load("run_perf")
-make_input_data = load("make_input_data")
-get_perf_analyzer = load("get_perf_analyzer")
+run_perf = load_script(PERF / "run_perf.py", "perf_run_perf")
+make_input_data = load_script(PERF / "make_input_data.py", "perf_make_input_data")
+get_perf_analyzer = load_script(PERF / "get_perf_analyzer.py", "perf_get_perf_analyzer")
 
 HEADER = (
     "Concurrency,Inferences/Second,Client Send,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency"

@@ -5,28 +5,19 @@ sends every input ``concurrency`` times, and it measures the server tree's memor
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers.scripts import load_script
 
 pytestmark = [pytest.mark.needs_triton]
 
 pytest.importorskip("tritonclient.grpc")
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("soak", REPO / "benchmarks" / "soak.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-soak = load()
+soak = load_script(REPO / "benchmarks" / "soak.py")
 
 
 def test_soak_counts_requests_and_measures_the_server(triton_server, noise_clip: Path) -> None:
@@ -67,7 +58,12 @@ def test_soak_counts_requests_and_measures_the_server(triton_server, noise_clip:
 
 def test_memory_summary_minima_show_a_leak_not_spikes() -> None:
     flat_with_spikes = [
-        {"t_s": float(t), "pss_mb": 1000.0 + (900.0 if t % 10 == 5 else 0.0), "anon_mb": 600.0, "shmem_mb": 300.0}
+        {
+            "t_s": float(t),
+            "pss_mb": 1000.0 + (900.0 if t % 10 == 5 else 0.0),
+            "anon_mb": 600.0,
+            "shmem_mb": 300.0,
+        }
         for t in range(60)
     ]
     s = soak.memory_summary(flat_with_spikes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers.scripts import load_script
 from tests.model_repository import fake_pb_utils as pb
 
 REPOSITORY = REPO / "model_repository"
@@ -19,10 +19,7 @@ REPOSITORY = REPO / "model_repository"
 
 def load_model_py(name: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb.module())
-    spec = importlib.util.spec_from_file_location(f"model_py_{name}", REPOSITORY / name / "1" / "model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(REPOSITORY / name / "1" / "model.py", f"model_py_{name}", register=False)
 
 
 def model_args(name: str, **overrides: str) -> dict[str, str]:
