@@ -71,16 +71,29 @@ def _torch_load(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint (neither the zip archive nor the pickle that torch.save writes)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only refuses arbitrary objects (classes, functions): never fall back to full unpickling
+        # weights_only refuses arbitrary objects (classes, functions): never fall back to full unpickling, and
+        # never pass on torch's advice to do so
+        logger.debug("%s: %s", path, exc)
         raise CheckpointError(
-            f"{path}: refused to load (the file contains objects other than tensors and plain containers, "
-            f"or is not a torch file): {str(exc).splitlines()[0]}"
+            f"{path}: refused to load: the file holds Python objects other than tensors and plain containers, "
+            "and only weights-only files are read (a checkpoint of `mintime train`, or the authors' state dicts)"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ModuleNotFoundError) as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: {str(exc).splitlines()[0]}") from exc
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle (the legacy format starts with the pickle PROTO opcode)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _strip(key: str, strip_through: str | None) -> str:
@@ -118,7 +131,8 @@ def read_state_dict(path: str | Path, *, strip_through: str | None = None) -> di
         raise CheckpointError(f"{path}: expected a state dict (mapping of tensors), got {type(obj).__name__}")
     if isinstance(obj.get("format"), str) and obj.get("format") in (FORMAT, BASELINE_FORMAT):
         raise CheckpointError(
-            f"{path}: this is a project checkpoint; use mintime.checkpoints.load_checkpoint"
+            f"{path} is a project checkpoint (from `mintime train`): give it with --checkpoint, not as the "
+            "authors' --model-weights / --extractor-weights"
         )
     out: dict[str, Tensor] = OrderedDict()
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,28 @@ _EXTERNAL = {
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 
 
+def positive_int(text: str) -> int:
+    """``type=`` of options that must be a whole number >= 1 (argparse turns the error into exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``type=`` of options that must be a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def add_weights_arguments(p: argparse.ArgumentParser) -> None:
     """Options that choose the weights (shared by predict and export)."""
     g = p.add_argument_group(
@@ -67,19 +90,19 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("face stage")
     g.add_argument(
         "--num-frames",
-        type=int,
+        type=positive_int,
         default=DEFAULTS.num_frames,
         help=f"frames sampled over the clip (default {DEFAULTS.num_frames})",
     )
     g.add_argument(
         "--max-identities",
-        type=int,
+        type=positive_int,
         default=DEFAULTS.max_identities,
         help=f"identities kept, largest first (default {DEFAULTS.max_identities})",
     )
     g.add_argument(
         "--detect-scale",
-        type=float,
+        type=positive_float,
         default=DEFAULTS.detect_scale,
         help=f"MTCNN input scale (default {DEFAULTS.detect_scale})",
     )
@@ -90,7 +113,10 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
         help="identity embedder (default %(default)s)",
     )
     g.add_argument(
-        "--embedder-weights", type=Path, help="FaceNet InceptionResnetV1 weights (with --embedder facenet)"
+        "--embedder-weights",
+        type=Path,
+        help="FaceNet InceptionResnetV1 weights, facenet-pytorch's 20180402-114759-vggface2.pt "
+        "(needed by --embedder facenet)",
     )
     g.add_argument(
         "--mask-regime",
@@ -120,7 +146,11 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("videos", nargs="+", type=Path, help="video files or folders")
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
     p.add_argument("--output-video", type=Path, help="write an annotated MP4 (a folder when several videos)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda where torch sees a GPU, else cpu), cpu or cuda[:N] (default %(default)s)",
+    )
     p.add_argument(
         "--onnx-dir", type=Path, help="run the networks with ONNX Runtime from backbone.onnx/temporal.onnx"
     )
@@ -148,46 +178,12 @@ def expand_videos(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return out, empty
 
 
-def human_summary(name: str, result: dict[str, Any]) -> str:
-    """A short human-readable verdict for one video (identity scores are attributions, not probabilities)."""
-    if result.get("status") == "error":
-        return f"{name}: ERROR {result['error']}"
-    lines = []
-    if result.get("fake_probability") is None:
-        lines.append(f"{name}: no face found ({result.get('reason', 'no identity')})")
-    else:
-        p = result["fake_probability"]
-        lines.append(f"{name}: {result['label'].upper()} (P(fake) = {p:.4f})")
-        for ident in result["identities"]:
-            if ident.get("fake_score") is None:
-                continue
-            frames = [f["frame"] for f in ident["faces"]]
-            lines.append(
-                f"  identity {ident['id']}: fake score {ident['fake_score']:.4f} (attribution, not a probability), "
-                f"attention {ident['attention']:.3f}, {ident['num_faces']} faces in frames "
-                f"{frames[0]}..{frames[-1]}, slots {ident['slots']}"
-            )
-    for warning in result.get("warnings") or []:
-        lines.append(f"  warning: {name}: {warning}")
-    if result.get("output_video"):
-        lines.append(f"  annotated video: {result['output_video']}")
-    return "\n".join(lines)
-
-
-def model_banner(model: dict[str, Any]) -> str:
-    """One line naming the model that answers (and its caveat, for the demo weights)."""
-    weights = ", ".join(f"{Path(w['file']).name} sha256:{w['sha256'][:12]}" for w in model.get("weights", []))
-    line = f"model: {model.get('name')} ({model.get('kind')}, {model.get('backbone')} backbone; {weights})"
-    if model.get("caveat"):
-        line += f"\nnote: {model['caveat']}"
-    return line
-
-
 def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mintime.devices import check_device
     from mintime.engines import OnnxEngines, TorchEngines
+    from mintime.explain import human_summary, model_banner
     from mintime.networks import load_networks
     from mintime.pipeline import Predictor
 
@@ -198,6 +194,11 @@ def run_predict(args: argparse.Namespace) -> int:
     if not videos:
         print("error: no video files found", file=sys.stderr)
         return 2
+    if args.embedder == "facenet" and args.embedder_weights is None:
+        raise ValueError(
+            "--embedder facenet needs --embedder-weights FILE (facenet-pytorch's 20180402-114759-vggface2.pt; "
+            "no copy ships with this project), or leave --embedder at its default, resnet"
+        )
     if args.embedder_weights is not None and not args.embedder_weights.is_file():
         raise FileNotFoundError(f"--embedder-weights: file not found: {args.embedder_weights}")
     # weights first: a bad weights file is reported before any video is read
@@ -207,11 +208,16 @@ def run_predict(args: argparse.Namespace) -> int:
         extractor_weights=args.extractor_weights,
         variant=args.variant,
     )
+    # the slot count is the model's (8 for a `tiny` checkpoint, 16 for the published weights)
+    cfg = pipeline_config(args).replace(device=device, num_slots=nets.num_slots)
+    if cfg.max_identities > cfg.num_slots:
+        raise ValueError(
+            f"--max-identities {cfg.max_identities} exceeds the model's {cfg.num_slots} face slots"
+        )
     if args.onnx_dir:
         engines = OnnxEngines(args.onnx_dir / "backbone.onnx", args.onnx_dir / "temporal.onnx", device)
     else:
         engines = TorchEngines(nets.backbone, nets.head, device=device)
-    cfg = pipeline_config(args).replace(device=device)
     predictor = Predictor(cfg, engines, model=nets.model)
     out_video = args.output_video
     if out_video is not None and len(videos) > 1:
@@ -219,8 +225,16 @@ def run_predict(args: argparse.Namespace) -> int:
     if not args.json:
         print(model_banner(nets.model), flush=True)
 
+    # a progress bar only on a terminal (piped, its carriage returns would run into the error lines); otherwise
+    # one line on stderr as each video starts, so a long video never leaves the user without output
+    bar = tqdm(
+        total=len(videos), unit="video", file=sys.stderr, disable=len(videos) < 2 or not sys.stderr.isatty()
+    )
     failures = 0
-    for video in tqdm(videos, disable=len(videos) < 2, unit="video", file=sys.stderr):
+    for i, video in enumerate(videos, 1):
+        if bar.disable:
+            count = f" ({i}/{len(videos)})" if len(videos) > 1 else ""
+            print(f"analysing {video}{count} ...", file=sys.stderr, flush=True)
         try:
             result = {"video": str(video), **predictor.predict(video)}
             if out_video is not None:
@@ -230,14 +244,21 @@ def run_predict(args: argparse.Namespace) -> int:
                 result["output_video"] = str(write_annotated_video(video, result, target))
         except Exception as exc:  # one video never stops the run: its error line, then the next video
             failures += 1
-            logger.debug("failed on %s", video, exc_info=True)
+            if getattr(args, "verbose", 0):  # -v: the traceback, then the one-line error
+                bar.write(
+                    f"failed on {video}:\n{''.join(traceback.format_exception(exc)).rstrip()}",
+                    file=sys.stderr,
+                )
             result = {"video": str(video), "status": "error", "error": _one_line(exc)}
         if args.json:
-            print(json.dumps(result), flush=True)
+            bar.write(json.dumps(result), file=sys.stdout)
         elif result.get("status") == "error":
-            print(human_summary(str(video), result), file=sys.stderr, flush=True)
+            bar.write(human_summary(str(video), result), file=sys.stderr)
         else:
-            print(human_summary(video.name, result), flush=True)
+            bar.write(human_summary(video.name, result), file=sys.stdout)
+        sys.stdout.flush()
+        bar.update(1)
+    bar.close()
     return 1 if failures else 0
 
 

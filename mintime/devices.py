@@ -10,13 +10,16 @@ logger = logging.getLogger(__name__)
 
 
 def check_device(name: str):
-    """The ``torch.device`` for ``name`` (``cpu``, ``cuda``, ``cuda:N``), after checking that it exists here.
+    """The ``torch.device`` for ``name`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``), after checking that it exists
+    here; ``auto`` is ``cuda`` where torch sees a CUDA GPU, else ``cpu``.
 
     Raises:
         ValueError: not a device name torch knows, or a CUDA device this torch build / machine does not have.
     """
     import torch
 
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as exc:

@@ -33,6 +33,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,8 @@ __all__ = [
     "sigmoid",
     "explain_video",
     "render_result",
+    "model_banner",
+    "human_summary",
     "original_frames_per_identity",
     "original_aggregate_attentions",
 ]
@@ -315,6 +318,46 @@ def render_result(
         slot_attention=[round(float(v), 6) for v in explanation.slot_attention],
     )
     return result
+
+
+# --- human-readable output (``mintime predict`` and ``mintime-client`` print the same text) -------------------
+def model_banner(model: dict[str, Any]) -> str:
+    """The line naming the model that answers, and a ``note:`` line with its caveat when it has one."""
+    weights = ", ".join(
+        f"{PurePath(str(w.get('file', '?'))).name} sha256:{str(w.get('sha256', ''))[:12]}"
+        for w in model.get("weights") or []
+    )
+    line = f"model: {model.get('name')} ({model.get('kind')}, {model.get('backbone')} backbone; {weights})"
+    if model.get("caveat"):
+        line += f"\nnote: {model['caveat']}"
+    return line
+
+
+def human_summary(name: str, result: dict[str, Any]) -> str:
+    """The human-readable verdict of one result (identity scores are attributions, not probabilities)."""
+    if result.get("status") == "error":
+        return f"{name}: ERROR {result.get('error')}"
+    lines = []
+    if result.get("fake_probability") is None:
+        lines.append(f"{name}: no face found ({result.get('reason', 'no identity')})")
+    else:
+        p = result["fake_probability"]
+        lines.append(f"{name}: {str(result.get('label', '?')).upper()} (P(fake) = {p:.4f})")
+        for ident in result.get("identities") or []:
+            if ident.get("fake_score") is None:
+                continue
+            frames = [f["frame"] for f in ident.get("faces") or []]
+            where = f" in frames {frames[0]}..{frames[-1]}" if frames else ""
+            lines.append(
+                f"  identity {ident['id']}: fake score {ident['fake_score']:.4f} (attribution, not a probability), "
+                f"attention {ident['attention']:.3f}, {ident.get('num_faces', '?')} faces{where}, "
+                f"slots {ident.get('slots')}"
+            )
+    for warning in result.get("warnings") or []:
+        lines.append(f"  warning: {name}: {warning}")
+    if result.get("output_video"):
+        lines.append(f"  annotated video: {result['output_video']}")
+    return "\n".join(lines)
 
 
 # --- the original, bugs included (for tests and comparisons) ------------------------------------------------------

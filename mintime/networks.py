@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mintime import checkpoints
+from mintime import checkpoints, contract
 from mintime.fileio import sha256_file as file_digest
 from mintime.models.backbones import create_backbone
 from mintime.repository import DEMO_CHECKPOINT
@@ -80,6 +80,16 @@ class Networks:
     def channels(self) -> int:
         """C, channels of the backbone's feature map."""
         return int(self.backbone.out_channels)
+
+    @property
+    def num_slots(self) -> int:
+        """F, the face slots the head was built for: the temporal config's ``num_frames`` (8 in a ``tiny``
+        checkpoint, 16 in the published weights); a baseline's training ``num_slots`` (it pools any count)."""
+        config = getattr(self.head, "config", None)
+        if config is not None and getattr(config, "num_frames", None):
+            return int(config.num_frames)
+        training = self.metadata.get("training_config") or {}
+        return int(training.get("num_slots") or contract.NUM_SLOTS)
 
 
 def build_backbone(

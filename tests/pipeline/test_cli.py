@@ -151,3 +151,106 @@ def test_missing_optional_part_is_one_line(tmp_path: Path) -> None:
     assert (
         lines[0].startswith("error: `mintime predict` needs the module 'torch'") and "./setup.sh" in lines[0]
     )
+
+
+def _tiny_training_checkpoint(path: Path) -> Path:
+    """What `mintime train --config tiny` writes: the tiny_test backbone (stored) and an 8-slot tiny temporal."""
+    import torch
+
+    from mintime.checkpoints import save_checkpoint
+    from mintime.models import create_backbone, create_temporal
+
+    torch.manual_seed(0)
+    backbone = create_backbone("tiny_test")
+    temporal = create_temporal("tiny", channels=int(backbone.out_channels), num_frames=8)
+    return save_checkpoint(
+        path,
+        temporal_config=temporal.config.to_dict(),
+        temporal_state=temporal,
+        backbone="tiny_test",
+        backbone_state=backbone,
+        metadata={"name": "tiny-8-slots", "training_config": {"num_slots": 8}},
+    )
+
+
+@pytest.mark.needs_data
+def test_a_tiny_checkpoint_predicts_with_its_own_slot_count(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """The slot count comes from the checkpoint (8 here), not the published weights' 16."""
+    ck = _tiny_training_checkpoint(tmp_path / "best.pt")
+    video = data_dir / "videos" / "ffpp_634_real_720p.mp4"
+    assert cli_main(["predict", "--json", "--num-frames", "4", "--checkpoint", str(ck), str(video)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["label"] in ("fake", "pristine") and 0.0 <= result["fake_probability"] <= 1.0
+    assert len(result["slots"]) == 8 and len(result["slot_attention"]) == 8
+    assert result["model"]["name"] == "tiny-8-slots"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-frames", "0"], "argument --num-frames: must be >= 1, got 0"),
+        (["--max-identities", "0"], "argument --max-identities: must be >= 1, got 0"),
+        (["--detect-scale", "-1"], "argument --detect-scale: must be > 0, got -1"),
+    ],
+)
+def test_bad_numbers_are_argument_errors(args: list[str], message: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli_main(["predict", *args, str(tmp_path / "never-read.mp4")])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_facenet_without_weights_names_the_option(tmp_path: Path, capsys, monkeypatch) -> None:
+    from mintime import networks
+
+    def never(**_kw):
+        raise AssertionError("the model must not load before the arguments are checked")
+
+    monkeypatch.setattr(networks, "load_networks", never)
+    assert cli_main(["predict", "--embedder", "facenet", str(tmp_path / "never-read.mp4")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --embedder facenet needs --embedder-weights FILE")
+    assert "its default, resnet" in line
+
+
+def test_verbose_adds_the_traceback_of_a_failed_video(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    assert cli_main(["-v", "predict", "--num-frames", "4", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and f"{bad}: ERROR " in err
+    assert cli_main(["predict", "--num-frames", "4", str(bad)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "message"),
+    [
+        ("--checkpoint", "# README\n", "is not a torch checkpoint"),
+        (
+            "--model-weights",
+            None,
+            "is a project checkpoint (from `mintime train`): give it with --checkpoint",
+        ),
+    ],
+)
+def test_weights_errors_speak_to_a_cli_user(option, content, message, tmp_path: Path, capsys) -> None:
+    from mintime.networks import DEMO_CHECKPOINT
+
+    if content is None:
+        args = [option, str(DEMO_CHECKPOINT), "--extractor-weights", str(DEMO_CHECKPOINT), "--variant", "ef"]
+    else:
+        path = tmp_path / "README.md"
+        path.write_text(content)
+        args = [option, str(path)]
+    assert cli_main(["predict", *args, str(tmp_path / "never-read.mp4")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line
+    for hint in ("weights_only", "mintime.checkpoints", "load_checkpoint", "-v for the traceback"):
+        assert hint not in line
+
+
+def test_predict_help_shows_every_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default auto)" in text and "(default 16)" in text
