@@ -25,6 +25,7 @@ __all__ = [
     "build_parser",
     "expand_videos",
     "summary_line",
+    "ModelLines",
     "server_problem",
     "InOrder",
     "main",
@@ -82,21 +83,31 @@ def expand_videos(paths: list[Path]) -> list[Path]:
 
 
 def summary_line(obj: dict[str, Any]) -> str:
-    """A short human-readable verdict from a :meth:`Prediction.to_json` object."""
-    name = Path(obj["video"]).name
-    if obj.get("status") == "error":
-        return f"{name}: ERROR {obj.get('error')}"
-    p = obj.get("fake_probability")
-    if p is None:
-        return f"{name}: no face found ({obj.get('reason', 'no identity')})"
-    lines = [f"{name}: {str(obj.get('label', '?')).upper()} (P(fake) = {p:.4f})"]
-    for ident in obj.get("identities", []):
-        if ident.get("fake_score") is not None:
-            lines.append(
-                f"  identity {ident['id']}: fake score {ident['fake_score']:.4f}, "
-                f"{ident.get('num_faces', '?')} faces, slots {ident.get('slots')}"
-            )
-    return "\n".join(lines)
+    """The human-readable verdict of a :meth:`Prediction.to_json` object: ``mintime predict``'s text (one
+    renderer, :func:`mintime.explain.human_summary`)."""
+    from mintime.explain import human_summary
+
+    return human_summary(Path(obj["video"]).name, obj)
+
+
+class ModelLines:
+    """The ``model:`` line (and the caveat) of ``mintime predict``, printed before the first answer of each model
+    (once, unless the server changes its model between answers)."""
+
+    def __init__(self) -> None:
+        self._last: str | None = None
+
+    def __call__(self, obj: dict[str, Any]) -> str | None:
+        from mintime.explain import model_banner
+
+        model = obj.get("model")
+        if not model:
+            return None
+        text = model_banner(model)
+        if text == self._last:
+            return None
+        self._last = text
+        return text
 
 
 #: Exit codes: every video answered / some failed / bad arguments / no usable server.
@@ -203,13 +214,22 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_NO_SERVER
-    bar = tqdm(total=len(videos), unit="video", file=sys.stderr, disable=args.no_progress or len(videos) < 2)
+    bar = tqdm(
+        total=len(videos),
+        unit="video",
+        file=sys.stderr,
+        disable=args.no_progress or len(videos) < 2 or not sys.stderr.isatty(),
+    )
+    model_lines = ModelLines()
 
     def emit(pred: Any) -> None:
         obj = pred.to_json()
         if args.json:
             bar.write(json.dumps(obj), file=sys.stdout)
         elif pred.ok:
+            banner = model_lines(obj)
+            if banner:
+                bar.write(banner, file=sys.stdout)
             bar.write(summary_line(obj), file=sys.stdout)
         if not pred.ok:
             bar.write(f"error: {pred.source}: {pred.error}", file=sys.stderr)

@@ -161,3 +161,38 @@ def test_client_library_and_cli(triton_server, noise_clip, tmp_path, capsys):
         str(noise_clip): "no_face",
         str(bad): "error",
     }
+
+
+@pytest.mark.needs_data
+def test_client_human_output_is_predicts(triton_server, tiny_checkpoint, capsys):
+    """`mintime-client clip` prints what `mintime predict clip` prints (model line, identities, attributions)."""
+    from client.cli import main as client_main
+    from mintime.cli import main as mintime_main
+    from tests.e2e.conftest import E2E_FRAMES
+
+    clip = DATA / "videos" / f"{FAST_CLIP}.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found")
+    assert client_main(["--url", triton_server.grpc_url, "--no-progress", str(clip)]) == 0
+    served = capsys.readouterr().out
+    args = ["predict", "--checkpoint", str(tiny_checkpoint), "--num-frames", str(E2E_FRAMES), str(clip)]
+    assert mintime_main(args) == 0
+    local = capsys.readouterr().out
+    served, local = served.splitlines(), local.splitlines()
+    assert served[0].startswith("model: tiny (mintime, efficientnet_lite0 backbone; tiny.pt sha256:")
+    assert served[0] == local[0]
+    assert any("(attribution, not a probability), attention " in line for line in served)
+    assert len(served) == len(local) >= 4  # model line, verdict, two identities
+    for a, b in zip(
+        served[1:], local[1:], strict=True
+    ):  # equal text; numbers equal to the server's tolerance
+        assert a == b or _numbers_close(a, b), (a, b)
+
+
+def _numbers_close(a: str, b: str, atol: float = 2e-4) -> bool:
+    import re
+
+    num = re.compile(r"-?\d+\.\d+")
+    if num.sub("#", a) != num.sub("#", b):
+        return False
+    return all(abs(float(x) - float(y)) <= atol for x, y in zip(num.findall(a), num.findall(b), strict=True))
