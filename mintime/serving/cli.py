@@ -128,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        server.check_ports()  # a taken port is one line, before anything starts
+        print(
+            f"starting tritonserver on {args.address}: loading the models of {args.model_repository} "
+            f"(up to {args.startup_timeout:.0f} s) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         server.start()
         print(
             f"Triton is serving {args.model_repository} on gRPC {server.grpc_url}, HTTP {server.http_url}, "

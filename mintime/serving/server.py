@@ -15,7 +15,9 @@ cleanly and its Python-backend stubs, which watch their parent, exit too). The s
 that started the server ends, so call :meth:`TritonServer.start` from a thread that lives as long as the server
 (the main thread, as ``mintime serve`` does).
 
-Start-up check: before launching, the served ``backbone`` and ``temporal`` versions must be complete, verified
+Start-up checks: every port must be free (another server on them would answer our readiness probe), and the
+server is ready only when *its own* process listens on the HTTP and gRPC ports and answers
+``/v2/health/ready``. Before launching, the served ``backbone`` and ``temporal`` versions must be complete, verified
 exports (or the committed Python-backend version) holding the same weights
 (:func:`mintime.repository.check_served_pair`); otherwise :class:`ServerStartError` names both.
 """
@@ -42,7 +44,15 @@ from types import TracebackType
 from mintime.repository import default_model_repository
 from mintime.serving.install_stub import install_stub, pytriton_server_dir, stub_target
 
-__all__ = ["ServerStartError", "TritonServer", "free_port", "default_model_repository"]
+__all__ = [
+    "PortInUseError",
+    "ServerStartError",
+    "TritonServer",
+    "default_model_repository",
+    "free_port",
+    "listens_on",
+    "port_in_use",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +78,58 @@ def _preexec(parent_pid: int) -> None:
     os.setsid()  # its own session: Ctrl-C reaches us, we stop it cleanly
     if sys.platform.startswith("linux"):
         _die_with_parent(parent_pid)
+
+
+class PortInUseError(ServerStartError):
+    """A port the server needs is taken by another process (checked before tritonserver starts)."""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails now (another process listens there)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as tritonserver binds: TIME_WAIT is no owner
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address), from ``/proc/net/tcp`` and ``tcp6``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXADDR:HEXPORT; state 0A is LISTEN; field 9 is the inode
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (None: cannot tell on this system)."""
+    if not Path("/proc/net/tcp").is_file():
+        return None
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+    return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -238,6 +300,7 @@ class TritonServer:
             install_stub()
         if not self.model_repository.is_dir():
             raise ServerStartError(f"model repository not found: {self.model_repository}")
+        self.check_ports()
         if self.check_weights:
             self.check_served_weights()
         if self.log_path is None:
@@ -266,6 +329,23 @@ class TritonServer:
         )
         return self
 
+    def check_ports(self) -> None:
+        """Refuse to start when a port this server needs is taken (another server would answer in its place).
+
+        Raises:
+            PortInUseError: names the port and the option that picks another.
+        """
+        for endpoint, option, port in (
+            ("gRPC", "--grpc-port", self.grpc_port),
+            ("HTTP", "--http-port", self.http_port),
+            ("metrics", "--metrics-port", self.metrics_port),
+        ):
+            if port_in_use(self.address, port):
+                raise PortInUseError(
+                    f"port {port} on {self.address} (for {endpoint}) is in use by another process (another "
+                    f"server?): stop it, or pick a free port with {option} N"
+                )
+
     def check_served_weights(self) -> None:
         """Refuse a repository whose served ``backbone`` and ``temporal`` cannot be served together.
 
@@ -289,6 +369,15 @@ class TritonServer:
     def is_ready(self, timeout: float = 2.0) -> bool:
         """``GET /v2/health/ready`` answers 200."""
         return self._get_status("/v2/health/ready", timeout) == 200
+
+    def owns_ports(self) -> bool:
+        """Our ``tritonserver`` is alive and is the process listening on the HTTP and gRPC ports (a readiness
+        answer from any other process is not ours). True where the system cannot tell (no ``/proc``)."""
+        if self.process is None or self.process.poll() is not None:
+            return False
+        return all(
+            listens_on(self.process.pid, port) is not False for port in (self.http_port, self.grpc_port)
+        )
 
     def is_live(self, timeout: float = 2.0) -> bool:
         """``GET /v2/health/live`` answers 200."""
@@ -316,7 +405,7 @@ class TritonServer:
                 raise ServerStartError(
                     f"tritonserver exited with code {code} while starting\n{self.log_tail()}"
                 )
-            if self.is_ready():
+            if self.is_ready() and self.owns_ports():
                 return
             time.sleep(0.5)
         raise ServerStartError(f"tritonserver not ready after {timeout:.0f} s\n{self.log_tail()}")

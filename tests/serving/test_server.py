@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def test_start_errors_are_clear(tmp_path):
         backend_directory=tmp_path,
         log_path=tmp_path / "log.txt",
         http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
     )
     with pytest.raises(ServerStartError, match="exited with code 1") as info:
         server.start()
@@ -104,3 +107,94 @@ def test_serve_arguments():
     assert args.model_repository.name == "model_repository"
     args = parser.parse_args(["--config-name", "production", "--grpc-port", "9001"])
     assert args.config_name == "production" and args.grpc_port == 9001
+
+
+#: A stand-in tritonserver: answers ``/v2/health/ready`` on its --http-port and listens on its --grpc-port.
+FAKE_TRITON = """#!{python}
+import http.server, socket, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+grpc = socket.socket()
+grpc.bind(("127.0.0.1", int(args["grpc-port"])))
+grpc.listen()
+
+class Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(args["http-port"])), Ready).serve_forever()
+"""
+
+
+def _ready_responder(port: int):
+    """Another process's server answering ready on ``port`` (here: a thread of this one)."""
+    import http.server
+    import threading
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", port), Ready)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def _fake_server(tmp_path: Path, script: str, **ports: int) -> TritonServer:
+    fake = tmp_path / "tritonserver"
+    fake.write_text(script)
+    fake.chmod(0o755)
+    ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port(), **ports}
+    return TritonServer(
+        tmp_path, tritonserver=fake, backend_directory=tmp_path, log_path=tmp_path / "log.txt", **ports
+    )
+
+
+@pytest.mark.parametrize("taken", ["grpc", "http", "metrics"])
+def test_a_taken_port_is_refused_before_start(taken: str, tmp_path: Path, capsys) -> None:
+    from mintime.cli import main
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = _fake_server(tmp_path, "#!/bin/sh\nexit 0\n", **{f"{taken}_port": port})
+        with pytest.raises(ServerStartError, match=f"port {port} on 127.0.0.1 .* --{taken}-port N"):
+            server.start()
+        assert server.process is None, "nothing was started"
+        args = ["serve", "--model-repository", str(tmp_path), "--tritonserver", str(server.binary())]
+        args += ["--backend-directory", str(tmp_path)]
+        for name in ("grpc", "http", "metrics"):
+            args += [f"--{name}-port", str(port if name == taken else free_port())]
+        assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "starting" not in captured.err
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: port {port} on 127.0.0.1 (for ") and line.endswith(f"--{taken}-port N")
+
+
+def test_readiness_trusts_only_our_process(tmp_path: Path) -> None:
+    """Another server answering ready on our HTTP port is not our server being ready; ours is."""
+    server = _fake_server(tmp_path, "#!/bin/sh\nexec sleep 60\n")
+    other = _ready_responder(server.http_port)
+    try:
+        server.process = subprocess.Popen([str(server.binary())])
+        assert server.is_ready(), "the other server answers the probe"
+        assert not server.owns_ports()
+        with pytest.raises(ServerStartError, match="not ready after 2 s"):
+            server.wait_ready(2.0)
+    finally:
+        other.shutdown()
+        other.server_close()
+        server.stop(timeout=5)
+
+    ours = _fake_server(tmp_path, FAKE_TRITON.format(python=sys.executable))
+    with ours:
+        assert ours.owns_ports() and ours.is_ready()
