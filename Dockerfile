@@ -23,11 +23,14 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/mintime
 COPY pyproject.toml README.md ./
-COPY mintime/__init__.py mintime/contract.py mintime/
+# The client's whole import closure inside the project (tests/deploy/test_image.py builds exactly this file set
+# and imports the client from it without torch): contract (tensor names), limits (decode budget), explain (the
+# human-readable verdict).
+COPY mintime/__init__.py mintime/contract.py mintime/limits.py mintime/explain.py mintime/
 COPY client client/
 COPY benchmarks benchmarks/
-# The client needs numpy, tqdm, tritonclient (present) and mintime.contract only: no torch.
-RUN python3 -m pip install --no-cache-dir "numpy>=1.24,<2" "tqdm>=4.60" \
+# The client needs numpy, tqdm, tritonclient (present) and the four modules above only: no torch.
+RUN python3 -m pip install --no-cache-dir "numpy>=1.24" "tqdm>=4.60" \
  && python3 -m pip install --no-cache-dir --no-deps -e .
 USER 1000:1000
 ENTRYPOINT ["mintime-client"]
@@ -37,12 +40,18 @@ ENTRYPOINT ["mintime-client"]
 FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3 AS server
 ARG NGC_RELEASE
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# DALI_USE_EXEC2=1: Triton's DALI backend runs model.dali files with DALI's dynamic executor, which allows the
-# GPU->CPU transition of the single-input graph (dali_pipelines/video_decode.py, whole_video_decode). The
-# production video_decode runs its DALI pipeline in-process with exec_dynamic=True and needs no setting.
+# PYTHONPATH="": the NGC server image sets PYTHONPATH=/opt/tritonserver/backends/dali/wheel/dali:..., where Triton's
+# DALI backend installed its DALI wheel WITH its dependencies (pip install --target, numpy 2.x unpinned). That
+# folder would shadow everything pip installs below (numpy, DALI), for the build's checks, for `mintime export` and
+# for the Python-backend stubs. Nothing here uses Triton's DALI backend (video_decode runs DALI in-process), so the
+# image clears it: python3 and the stubs see only the site-packages pip manages (check-installed prints where
+# numpy comes from). An empty PYTHONPATH is the same as none to CPython.
+# NVIDIA_DRIVER_CAPABILITIES: "video" makes the container runtime mount NVDEC's libnvcuvid.so (compute,utility
+# alone do not; DALI's mixed decoder then cannot be built and video_decode falls back to PyAV, with a warning).
 ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1 \
-    DALI_USE_EXEC2=1 \
+    PYTHONPATH="" \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video \
     MODEL_REPOSITORY=/models \
     MINTIME_NGC_RELEASE=${NGC_RELEASE}
 
@@ -54,7 +63,8 @@ RUN python3 deploy/image.py check-base --release "${NGC_RELEASE}"
 
 # 2. Heavy, rarely changing dependencies (one cached layer): torch (the PyPI wheel is a CUDA 13 build), the
 #    core/export pins of pyproject.toml, DALI = the backend's version, the TensorRT bindings = the image's
-#    libnvinfer (the bindings wheel has no libraries of its own), numpy < 2 for the Python backend.
+#    libnvinfer (the bindings wheel has no libraries of its own). numpy: the pyproject pin; the row's
+#    python_backend takes numpy 2 where it supports it (deploy/image.py check-installed).
 RUN python3 deploy/image.py requirements --release "${NGC_RELEASE}" > /tmp/requirements-wheels.txt \
  && python3 deploy/image.py requirements --release "${NGC_RELEASE}" --kind sdist > /tmp/requirements-sdist.txt \
  && python3 deploy/image.py requirements --release "${NGC_RELEASE}" --kind no-deps > /tmp/requirements-nodeps.txt \
@@ -66,7 +76,8 @@ RUN python3 deploy/image.py requirements --release "${NGC_RELEASE}" > /tmp/requi
 # 3. The project (the Python models import `mintime` and `dali_pipelines` from the image's python3).
 COPY . /opt/mintime
 RUN python3 -m pip install --no-cache-dir --no-deps . \
- && python3 -c "import mintime.pipeline, dali_pipelines.video_decode, export.tensorrt" \
+ && python3 -c "import mintime.pipeline, export.tensorrt" \
+ && python3 -c "from dali_pipelines.video_decode import build_pipeline; build_pipeline('mixed', build=False).serialize()" \
  && mkdir -p /models \
  && cp -r /opt/mintime/model_repository/. /models/ \
  && chown -R 1000:1000 /models \

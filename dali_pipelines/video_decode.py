@@ -6,34 +6,19 @@ argument accepts a per-sample tensor (an *argument input*), and out-of-range ind
 with black frames (``fill_value``), so indices must be right before they reach the decoder.
 
 The contract (:func:`mintime.video.sample_frame_indices`) needs the clip's frame count ``N``, which no DALI
-operator reports before decoding. Two pipelines, both exact:
+operator reports before decoding. :func:`sampled_video_decode` therefore takes the indices as a second input,
+``FRAME_INDICES``, computed by the caller from a cheap probe (container header and a demux pass, no decoding:
+10-20 ms for the shared 720p/1080p clips); the decoder decodes only what those frames need.
 
-* :func:`sampled_video_decode` (``sampling="indices"``): the caller computes the indices from a cheap probe
-  (container header and a demux pass, no decoding: 10-20 ms for the shared 720p/1080p clips) and feeds them
-  as a second input, ``FRAME_INDICES``; the decoder decodes only what those frames need. Used by :func:`decode_with_dali`
-  and so by a Python-backend Triton model that owns the pipeline; it is also what a two-step ensemble
-  (probe, then the DALI backend) would serve.
-* :func:`whole_video_decode` (``sampling="in_graph"``): one input, ``VIDEO``, as the contract's
-  ``video_decode`` model has, so it serializes to a self-contained ``model.dali`` for Triton's DALI backend.
-  It decodes *every* frame, takes ``N`` from the output's shape and evaluates the contract's integer formula
-  in the graph, then keeps the sampled frames (``fn.sequence_rearrange``). Exact, but it holds a whole clip
-  of decoded frames per sample (301 frames of 720x1280 RGB = 0.83 GB) and decodes every frame to RGB.
-  ``max_decoded_frames`` bounds that memory by sampling only the first frames of longer clips (a deliberate,
-  documented deviation from the contract for those clips). It cannot read the frame rate or the display
-  matrix: its ``video_decode_info`` carries ``fps = 0`` (unknown) and ``rotation = 0`` (not applied, frames
-  as stored), and portrait phone videos with a rotation tag come out sideways.
-
-Deployment: the service decodes with :func:`sampled_video_decode` *inside* the ``video_decode`` Python model
-(decoder ``dali_mixed``, :class:`GpuVideoDecoder`): a PyAV probe gives ``N``, fps and rotation, NVDEC decodes
-only the sampled frames (GPU memory: the ``T`` output frames plus the decoder's surfaces, whatever the clip's
-length), the frames are turned upright as the PyAV path does, and a stream NVDEC cannot decode (H.264 4:4:4
-or 4:2:2 before Blackwell, codecs it lacks, or any decode error) is decoded by PyAV for that request. The
-contract's single-input ``video_decode`` cannot do this inside Triton's DALI backend (no frame count before
-decoding, no per-request fallback), so :func:`whole_video_decode` and ``model.dali`` (``mintime export
---dali``) remain for users of that backend: its graph reads the decoded sequence's shape on the CPU, a
-GPU->CPU transition that the backend's default (legacy) executor refuses; the image sets ``DALI_USE_EXEC2=1``
-so that the backend runs it with the dynamic executor (:func:`dali_pipelines.schema.gpu_to_cpu` lists
-them in a serialized graph).
+Deployment: the service decodes with it *inside* the ``video_decode`` Python model (decoder ``dali_mixed``,
+:class:`GpuVideoDecoder`): a PyAV probe gives ``N``, fps and rotation, NVDEC decodes only the sampled frames
+(GPU memory: the ``T`` output frames plus the decoder's surfaces, whatever the clip's length), the frames are
+turned upright as the PyAV path does, and a stream NVDEC cannot decode (H.264 4:4:4 or 4:2:2 before
+Blackwell, codecs it lacks, or any decode error) is decoded by PyAV for that request. When the NVDEC
+pipeline cannot even be built (no ``libnvcuvid.so`` in the container: ``NVIDIA_DRIVER_CAPABILITIES`` lacks
+``video``), the decoder says so once and decodes everything with PyAV. Triton's DALI backend is not used: the
+contract's single-input ``video_decode`` cannot sample uniformly there (no frame count before decoding, no
+per-request fallback).
 
 Failed decodes: a default DALI pipeline that fails on one input also fails the next; every pipeline here is
 built with ``prefetch_queue_depth=1, exec_dynamic=True``, which recovers (tested: a bad input, then a good one).
@@ -44,10 +29,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
@@ -75,11 +58,8 @@ __all__ = [
     "INFO_OUTPUT",
     "CPU_CODECS",
     "MIXED_CODECS",
-    "contract_indices",
     "sampled_video_decode",
-    "whole_video_decode",
     "build_pipeline",
-    "serialize",
     "decode_with_dali",
     "nvdec_support",
     "GpuVideoDecoder",
@@ -98,38 +78,10 @@ INFO_OUTPUT = VIDEO_DECODE.outputs[2].name  # (3,) float32 fps, total frames, ro
 CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
 MIXED_CODECS = CPU_CODECS | {"h264", "hevc", "av1", "mpeg4"}
 
-_SAMPLINGS = ("indices", "in_graph")
-
 
 def _check_device(device: str) -> None:
     if device not in ("cpu", "mixed"):
         raise ValueError(f"device must be 'cpu' or 'mixed', got {device!r}")
-
-
-def contract_indices(total: DataNode, num_frames: int) -> DataNode:
-    """The sampling contract inside a DALI graph.
-
-    Evaluates :func:`mintime.video.sample_frame_indices` with DALI arithmetic, in the same exact integer
-    form: ``T' = min(T, N)``, ``idx[i] = (2 i (N - 1) + d) // (2 d)`` with ``d = max(T' - 1, 1)``, then keeps
-    the first ``T'`` values.
-
-    Args:
-        total: per-sample int32 scalar ``N`` (frames in the clip), a CPU node.
-        num_frames: ``T``, fixed for the pipeline.
-
-    Returns:
-        CPU node, per sample (T',) int32.
-    """
-    from nvidia.dali import math as dmath
-
-    i = types.Constant(np.arange(num_frames, dtype=np.int32), device="cpu")
-    keep = dmath.min(total, num_frames)
-    den = dmath.max(keep - 1, 1)
-    idx = (2 * i * (total - 1) + den) // (2 * den)
-    start = types.Constant(np.zeros(1, np.int32), device="cpu")
-    return fn.slice(
-        idx, start, fn.reshape(keep, shape=[1]), axes=[0], normalized_anchor=False, normalized_shape=False
-    )
 
 
 @pipeline_def
@@ -154,140 +106,47 @@ def sampled_video_decode(device: str = "cpu") -> tuple[DataNode, DataNode]:
     return frames, fn.cast(indices, dtype=types.INT64, name=INDICES_OUTPUT)
 
 
-@pipeline_def
-def whole_video_decode(
-    device: str = "mixed", num_frames: int = DEFAULT_NUM_FRAMES, max_decoded_frames: int | None = None
-) -> tuple[DataNode, DataNode, DataNode]:
-    """Sample the contract's frames inside the graph, from the single input ``VIDEO`` (Triton DALI backend).
-
-    Steps: ``VIDEO`` (uint8 (num_bytes,)) from ``fn.external_source`` -> ``fn.decoders.video`` decodes all
-    frames (or the first ``max_decoded_frames``) -> ``N`` = the decoded sequence's length ->
-    :func:`contract_indices` -> ``fn.sequence_rearrange`` keeps those frames.
-
-    Args:
-        device: ``"cpu"`` or ``"mixed"``.
-        num_frames: ``T``.
-        max_decoded_frames: decode at most this many frames per clip (bounds memory; longer clips are then
-            sampled from their first ``max_decoded_frames`` frames only). None: the whole clip.
-
-    Returns:
-        ``video_decode_frames`` (T', H, W, 3) uint8 RGB as stored, ``video_decode_frame_indices`` (T',)
-        int64, ``video_decode_info`` (3,) float32 ``[0 (fps unknown), N, 0 (rotation not applied)]``.
-    """
-    _check_device(device)
-    video = fn.external_source(name=VIDEO_INPUT, dtype=types.UINT8, ndim=1, device="cpu")
-    if max_decoded_frames:
-        every = fn.decoders.video(
-            video, device=device, start_frame=0, end_frame=max_decoded_frames, pad_mode="none"
-        )
-    else:
-        every = fn.decoders.video(video, device=device)
-    total = every.shape(dtype=types.INT32, device="cpu")[0]
-    indices = contract_indices(total, num_frames)
-    frames = fn.sequence_rearrange(every, new_order=indices, name=FRAMES_OUTPUT)
-    n = fn.cast(total, dtype=types.FLOAT)
-    info = fn.stack(n * 0.0, n, n * 0.0, name=INFO_OUTPUT)
-    return frames, fn.cast(indices, dtype=types.INT64, name=INDICES_OUTPUT), info
-
-
 def build_pipeline(
     device: str = "cpu",
     *,
-    sampling: str = "indices",
-    num_frames: int = DEFAULT_NUM_FRAMES,
-    max_decoded_frames: int | None = None,
     batch_size: int = 1,
     num_threads: int = 2,
     device_id: int | None = None,
     build: bool = True,
 ) -> Pipeline:
-    """Create (and build) a video-decode pipeline that recovers after a failed decode.
+    """Create (and build) the :func:`sampled_video_decode` pipeline, recovering after a failed decode.
 
     Args:
         device: ``"cpu"`` or ``"mixed"`` (GPU; ``device_id`` defaults to 0).
-        sampling: ``"indices"`` (:func:`sampled_video_decode`, inputs ``VIDEO`` + ``FRAME_INDICES``) or
-            ``"in_graph"`` (:func:`whole_video_decode`, input ``VIDEO``).
-        num_frames: ``T`` for ``"in_graph"`` (the ``"indices"`` pipeline takes whatever it is fed).
-        max_decoded_frames: see :func:`whole_video_decode`.
         batch_size: videos per iteration (the maximum; a smaller batch may be fed).
         num_threads: CPU worker threads.
         device_id: GPU ordinal; None for a CPU-only pipeline.
-        build: build it now (needs a GPU for ``"mixed"``); False to only define it (e.g. to serialize).
+        build: build it now (needs a GPU, and NVDEC's ``libnvcuvid.so``, for ``"mixed"``); False to only
+            define it (``Pipeline.serialize()`` then checks the graph against the installed DALI, no GPU
+            needed: what the image build runs).
 
     Returns:
         The pipeline (built when ``build``).
     """
     _check_device(device)
-    if sampling not in _SAMPLINGS:
-        raise ValueError(f"sampling must be one of {_SAMPLINGS}, got {sampling!r}")
     if device == "mixed" and device_id is None and build:
         device_id = 0
-    kw = dict(
+    pipe = sampled_video_decode(
+        device=device,
         batch_size=batch_size,
         num_threads=num_threads,
         device_id=device_id,
         prefetch_queue_depth=1,
         exec_dynamic=True,
     )
-    if sampling == "indices":
-        pipe = sampled_video_decode(device=device, **kw)
-    else:
-        pipe = whole_video_decode(
-            device=device, num_frames=num_frames, max_decoded_frames=max_decoded_frames, **kw
-        )
     if build:
         pipe.build()
     return pipe
 
 
-def serialize(
-    path: str | os.PathLike,
-    device: str = "mixed",
-    *,
-    sampling: str = "in_graph",
-    num_frames: int = DEFAULT_NUM_FRAMES,
-    max_decoded_frames: int | None = None,
-    batch_size: int = 8,
-    num_threads: int = 4,
-) -> Path:
-    """Write a ``model.dali`` for Triton's DALI backend (works on a machine without a GPU).
-
-    The pipeline is serialized without a device id; the DALI backend assigns each model instance its GPU.
-    The backend wants ``VIDEO`` as ``TYPE_UINT8 [-1]`` and its ``max_batch_size`` at most ``batch_size``.
-
-    Args:
-        path: output file, e.g. ``model_repository/video_decode/1/model.dali``.
-        device: ``"mixed"`` (NVDEC, production) or ``"cpu"``.
-        sampling: ``"in_graph"`` (single input ``VIDEO``, the contract's interface) or ``"indices"``
-            (adds the ``FRAME_INDICES`` input).
-        num_frames: ``T``.
-        max_decoded_frames: see :func:`whole_video_decode`.
-        batch_size: maximum batch.
-        num_threads: CPU threads of the pipeline.
-
-    Returns:
-        The path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pipe = build_pipeline(
-        device,
-        sampling=sampling,
-        num_frames=num_frames,
-        max_decoded_frames=max_decoded_frames,
-        batch_size=batch_size,
-        num_threads=num_threads,
-        device_id=None,
-        build=False,
-    )
-    pipe.serialize(filename=str(path))
-    logger.info("wrote %s (%s, sampling=%s, T=%d)", path, device, sampling, num_frames)
-    return path
-
-
 @functools.lru_cache(maxsize=4)
 def _shared_pipeline(device: str, device_id: int | None) -> tuple[Pipeline, threading.Lock]:
-    return build_pipeline(device, sampling="indices", device_id=device_id), threading.Lock()
+    return build_pipeline(device, device_id=device_id), threading.Lock()
 
 
 def _first_line(err: Exception) -> str:
@@ -434,6 +293,11 @@ class GpuVideoDecoder:
     otherwise, or when DALI fails on the stream, decode with ``mintime.video.decode_sampled``. Inputs that
     are not decodable videos raise :class:`VideoDecodeError` from the probe (no fallback needed).
 
+    If the pipeline cannot be built at all (whatever it raises: no GPU, no ``libnvcuvid.so`` because the
+    container lacks the ``video`` driver capability, a DALI/driver mismatch), the decoder warns once (through
+    ``warn``: the model's log) and decodes every later video with PyAV; :attr:`unavailable` says why. A
+    request never fails because NVDEC is missing.
+
     Args:
         device_id: GPU ordinal (``"mixed"``).
         device: ``"mixed"`` (production) or ``"cpu"`` (DALI's CPU decoder: for tests without a GPU).
@@ -441,10 +305,15 @@ class GpuVideoDecoder:
         supports: ``supports(probe_info) -> (ok, reason)``, which streams to give DALI (default
             :func:`nvdec_support` for ``device``); whatever it lets through that DALI then fails on is
             decoded by PyAV as well.
+        keep_on_device: NVDEC frames stay on the GPU (a torch tensor; see :func:`decode_with_dali`).
+        build_pipeline_fn: ``() -> Pipeline``, how the pipeline is built (default: :func:`build_pipeline` on
+            ``device``/``device_id``).
+        warn: called once with the message when the pipeline cannot be built (default: ``logger.warning``).
 
     Attributes:
         counts: ``{"dali": n, "pyav": n}`` videos decoded by each path.
         last_path: ``"dali"`` or ``"pyav: <reason>"`` for the last video.
+        unavailable: None, or why the DALI pipeline could not be built (every video then goes to PyAV).
     """
 
     def __init__(
@@ -454,6 +323,8 @@ class GpuVideoDecoder:
         max_bytes: int = DEFAULT_MAX_BYTES,
         supports: Callable[[dict], tuple[bool, str]] | None = None,
         keep_on_device: bool = False,
+        build_pipeline_fn: Callable[[], Pipeline] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         _check_device(device)
         self.device = device
@@ -461,15 +332,32 @@ class GpuVideoDecoder:
         self.supports = supports or functools.partial(nvdec_support, device=device)
         self.device_id = None if device == "cpu" else int(device_id)
         self.max_bytes = max_bytes
+        self._build = build_pipeline_fn or functools.partial(build_pipeline, device, device_id=self.device_id)
+        self._warn = warn or logger.warning
         self._pipeline: Pipeline | None = None
+        self.unavailable: str | None = None
         self.counts = {"dali": 0, "pyav": 0}
         self.last_path = ""
 
+    def prepare(self) -> bool:
+        """Build the pipeline now (the model calls this at load time). Returns whether DALI decodes."""
+        if self._pipeline is None and self.unavailable is None:
+            try:
+                self._pipeline = self._build()
+            except Exception as err:  # noqa: BLE001 - any build failure means "no NVDEC here", never a failed request
+                self.unavailable = f"{type(err).__name__}: {_first_line(err)}"
+                self._warn(
+                    f"video_decode: the DALI {self.device} pipeline cannot be built on device "
+                    f"{self.device_id} ({self.unavailable}); this instance decodes every video with PyAV "
+                    "(CPU). For NVDEC the container needs NVIDIA_DRIVER_CAPABILITIES with 'video' "
+                    "(libnvcuvid.so) and a GPU."
+                )
+        return self._pipeline is not None
+
     @property
-    def pipeline(self) -> Pipeline:
-        """The ``indices`` pipeline, built on first use (a GPU is needed only when a stream goes to NVDEC)."""
-        if self._pipeline is None:
-            self._pipeline = build_pipeline(self.device, sampling="indices", device_id=self.device_id)
+    def pipeline(self) -> Pipeline | None:
+        """The ``indices`` pipeline, built on first use (None when it cannot be built: see :attr:`unavailable`)."""
+        self.prepare()
         return self._pipeline
 
     def __call__(self, data: VideoSource, num_frames: int = DEFAULT_NUM_FRAMES) -> DecodedClip:
@@ -479,6 +367,8 @@ class GpuVideoDecoder:
         raw = read_source(data)
         info = probe(raw, max_bytes=self.max_bytes, count_packets=True, read_rotation=True)
         ok, why = self.supports(info)
+        if ok and self.pipeline is None:
+            ok, why = False, f"no DALI pipeline ({self.unavailable})"
         if ok:
             try:
                 clip = decode_with_dali(
@@ -486,6 +376,7 @@ class GpuVideoDecoder:
                     num_frames,
                     self.device,
                     pipeline=self.pipeline,
+                    device_id=self.device_id,
                     max_bytes=self.max_bytes,
                     info=info,
                     check_codec=False,

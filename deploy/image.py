@@ -11,7 +11,7 @@ Commands (``--release`` defaults to the table's ``default`` row)::
     python3 deploy/image.py requirements --kind sdist|no-deps
     python3 deploy/image.py build-args            # --build-arg flags for `docker build`
     python3 deploy/image.py check-base            # in the base image: Python/CUDA/TensorRT/DALI == the row
-    python3 deploy/image.py check-installed       # after pip: bindings, DALI, numpy < 2 as the row says
+    python3 deploy/image.py check-installed       # after pip: bindings, DALI as the row says; numpy's version and file
 
 The install set is the ``core`` and ``export`` extras of ``pyproject.toml`` plus the row's TensorRT bindings
 (``--no-deps``: the libraries are the image's own libnvinfer) and the row's DALI (the same version as the
@@ -196,6 +196,30 @@ def check_base(name: str | None = None) -> tuple[list[str], list[str]]:
     return failures, notes
 
 
+#: First Triton whose python_backend accepts numpy 2 (r24.11: pybind11 2.12, numpy 2 ABI); older stubs answer
+#: every request with "input byte size mismatch" under numpy 2.
+NUMPY2_FROM_TRITON = (2, 52)
+
+
+def numpy_check(row: dict[str, Any], version: str, file: str) -> tuple[bool, str]:
+    """Whether the numpy that ``python3`` imports suits the row's Python backend: ``(ok, message)``.
+
+    The message names the version and the file it was imported from. It fails when numpy comes from the DALI
+    backend's wheel folder (``PYTHONPATH`` of the NGC image not cleared: that numpy shadows pip's), and when
+    numpy is 2.x on a Triton whose python_backend predates numpy 2 (< 2.52).
+    """
+    where = f"numpy {version} from {file}"
+    if Path(file).resolve().is_relative_to(DALI_BACKEND_WHEEL) or str(DALI_BACKEND_WHEEL) in file:
+        return False, (
+            f"{where}: the DALI backend's copy shadows pip's (the image's PYTHONPATH names "
+            f'{DALI_BACKEND_WHEEL}); the Dockerfile must set PYTHONPATH=""'
+        )
+    triton = tuple(int(x) for x in str(row.get("triton", "0.0")).split(".")[:2])
+    if int(version.split(".")[0]) >= 2 and triton < NUMPY2_FROM_TRITON:
+        return False, f"{where}: Triton {row.get('triton')}'s Python backend needs numpy < 2"
+    return True, f"{where} (Triton {row.get('triton')}'s Python backend accepts it)"
+
+
 def check_installed(name: str | None = None) -> tuple[list[str], list[str]]:
     """After the pip installs: the bindings, DALI and numpy are what the row and the Python backend need."""
     row = release(name)
@@ -204,8 +228,8 @@ def check_installed(name: str | None = None) -> tuple[list[str], list[str]]:
     try:
         import numpy
 
-        ok = int(numpy.__version__.split(".")[0]) < 2
-        (notes if ok else failures).append(f"numpy {numpy.__version__} (the Python backend needs < 2)")
+        ok, message = numpy_check(row, numpy.__version__, numpy.__file__)
+        (notes if ok else failures).append(message)
     except ImportError as exc:
         failures.append(f"numpy: {exc}")
     try:

@@ -79,12 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "from the same weights (exit 1 naming both otherwise)",
     )
     parser.add_argument(
-        "--dali", action="store_true", help="also serialize video_decode/<version>/model.dali"
-    )
-    parser.add_argument(
-        "--dali-device", default="mixed", choices=["mixed", "cpu"], help="DALI decoder (default mixed)"
-    )
-    parser.add_argument(
         "--onnx-dir", type=Path, help="also copy backbone.onnx/temporal.onnx here (predict --onnx-dir)"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -156,7 +150,7 @@ def _check(repo_dir: Path, config_name: str | None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Load the weights, export, print a summary."""
-    from export.workflow import ExportOptions, export_to_repository, serialize_dali
+    from export.workflow import ExportOptions, export_to_repository
     from mintime.networks import load_networks
 
     repo_dir: Path = args.model_repository
@@ -198,31 +192,28 @@ def run(args: argparse.Namespace) -> int:
                 "tensorrt_note": None
                 if not r.tensorrt or r.tensorrt.get("built")
                 else r.tensorrt.get("reason"),
+                "tensorrt_precision": (r.tensorrt or {}).get("precision"),
+                "fp16_engine_rejected": (r.tensorrt or {}).get("fp16_rejected"),
                 "removed_versions": r.removed_versions,
             }
     else:
         summary["note"] = "every network already has a complete export of these weights (--if-missing)"
-    if args.dali:
-        try:
-            summary["dali"] = str(serialize_dali(repo_dir, device=args.dali_device))
-        except Exception as exc:  # DALI missing or an operator it lacks: a served model would not load
-            print(
-                f"error: the DALI pipeline could not be serialized: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
-            return 1
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         for name, s in summary["networks"].items():
-            trt = "TensorRT engine built" if s["tensorrt"] else f"no TensorRT engine ({s['tensorrt_note']})"
+            trt = (
+                f"TensorRT {s['tensorrt_precision']} engine built"
+                if s["tensorrt"]
+                else f"no TensorRT engine ({s['tensorrt_note']})"
+            )
+            if s["fp16_engine_rejected"]:
+                trt += f" (the fp16 engine failed its parity check, rebuilt from model.onnx: {s['fp16_engine_rejected']})"
             print(
                 f"{name}: version {s['version']} at {s['path']}, dims {s['dims']}, fp16 ONNX kept: {s['fp16']}, "
                 f"{trt}; removed versions {s['removed_versions']}"
             )
         if "note" in summary:
             print(summary["note"])
-        if summary.get("dali"):
-            print(f"video_decode: {summary['dali']}")
         print(f"serve it: mintime serve --model-repository {repo_dir}")
     return 0

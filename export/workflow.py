@@ -55,7 +55,6 @@ __all__ = [
     "ExportOptions",
     "NetworkExport",
     "export_to_repository",
-    "serialize_dali",
     "committed_repository",
     "default_export_repository",
     "seed_repository",
@@ -223,12 +222,15 @@ def _try_tensorrt(
     """Build ``model.plan`` where TensorRT exists and check it against PyTorch on the GPU.
 
     The engine is strongly typed: built from ``model_fp16.onnx`` when the fp16 graph held, else from
-    ``model.onnx``. Its profile is 1 .. ``max_batch_size`` of ``configs/production.pbtxt``.
+    ``model.onnx``. Its profile is 1 .. ``max_batch_size`` of ``configs/production.pbtxt``. An fp16 engine that
+    fails its parity check (TensorRT's fp16 kernels can differ from ONNX Runtime's where the fp16 graph held) is
+    replaced by an fp32 engine built from ``model.onnx``, checked the same way: the result says so
+    (``precision: "fp32"``, ``fp16_rejected``: why) and a warning is logged, instead of refusing to serve.
 
     Raises:
         RuntimeError: ``trt="require"`` without TensorRT.
         EngineBuildError: the build failed or the engine lacks tensors.
-        ParityError: the engine's outputs differ from PyTorch beyond ``TRT_ATOL``/``TRT_RTOL``.
+        ParityError: the fp32 engine's outputs differ from PyTorch beyond ``TRT_ATOL``/``TRT_RTOL``.
     """
     from export import tensorrt as trt_export
 
@@ -240,16 +242,39 @@ def _try_tensorrt(
             raise trt_export.TensorRTUnavailableError(detail)
         logger.warning("%s: skipping the TensorRT engine: %s", which, detail)
         return {"built": False, "reason": detail}
-    names_in, names_out = io_names(which)
     probe = example_inputs(which, 1, channels=_channels_of(module))
-    dims = {n: tuple(x.shape[1:]) for n, x in zip(names_in, probe, strict=True)}
+    dims = {n: tuple(x.shape[1:]) for n, x in zip(io_names(which)[0], probe, strict=True)}
     if opts.max_batch:
         profile = trt_export.batch_profile(
             dims, min_batch=1, opt_batch=opts.max_batch, max_batch=opts.max_batch
         )
     else:
         profile = trt_export.production_profile(dims, model_dir / repo.PRODUCTION_CONFIG)
-    source = staging / ("model_fp16.onnx" if fp16_kept else "model.onnx")
+    precision = "fp16" if fp16_kept else "fp32"
+    try:
+        info = _build_checked_engine(which, staging, module, precision, profile, detail)
+    except ParityError as exc:
+        if precision == "fp32":
+            raise
+        logger.warning(
+            "%s: the fp16 TensorRT engine failed its parity check (%s); rebuilding it from model.onnx (fp32) "
+            "and serving that instead",
+            which,
+            exc,
+        )
+        info = _build_checked_engine(which, staging, module, "fp32", profile, detail)
+        info["fp16_rejected"] = str(exc)
+    return info
+
+
+def _build_checked_engine(
+    which: str, staging: Path, module: Any, precision: str, profile: Any, version: str
+) -> dict[str, Any]:
+    """Build the strongly typed ``precision`` engine into ``staging/model.plan`` and check it (:func:`_engine_parity`)."""
+    from export import tensorrt as trt_export
+
+    names_in, names_out = io_names(which)
+    source = staging / ("model_fp16.onnx" if precision == "fp16" else "model.onnx")
     plan = trt_export.build_engine(source, staging / "model.plan", profiles=[profile])
     io = trt_export.engine_io(plan)
     missing = [n for n in names_in + names_out if n not in io]
@@ -259,20 +284,41 @@ def _try_tensorrt(
         )
     info: dict[str, Any] = {
         "built": True,
-        "version": detail,
+        "version": version,
         "strongly_typed": True,
-        "precision": "fp16" if fp16_kept else "fp32",
+        "precision": precision,
         "source": source.name,
         "profile": {k: [list(s) for s in v] for k, v in profile.items()},
         "tag": trt_export.read_plan_tag(plan),
     }
-    import torch
-
-    if not torch.cuda.is_available():
+    max_batch = profile[names_in[0]][2][0]
+    errors = _engine_parity(which, plan, module, max_batch, precision)
+    if errors is None:
         info["parity"] = "not checked: no CUDA device in this process"
         logger.warning("%s: TensorRT engine built but not checked (no CUDA device)", which)
-        return info
-    max_batch = profile[names_in[0]][2][0]
+    else:
+        info["max_abs_error_vs_torch_fp32"] = errors
+        logger.info("%s: %s TensorRT engine vs torch fp32: %s", which, precision, errors)
+    return info
+
+
+def _engine_parity(
+    which: str, plan: Path, module: Any, max_batch: int, precision: str
+) -> dict[str, float] | None:
+    """Run the engine at batch 1, 3 and ``max_batch`` against PyTorch fp32: the worst error per output.
+
+    Returns None where no CUDA device can run it.
+
+    Raises:
+        ParityError: an output is off by more than ``TRT_ATOL + TRT_RTOL * max|ref|``.
+    """
+    import torch
+
+    from export import tensorrt as trt_export
+
+    if not torch.cuda.is_available():
+        return None
+    names_in, names_out = io_names(which)
     errors: dict[str, float] = {}
     for seed, batch in enumerate(sorted({1, min(3, max_batch), max_batch})):
         inputs = example_inputs(which, batch, channels=_channels_of(module), seed=100 + seed)
@@ -286,12 +332,10 @@ def _try_tensorrt(
             errors[name] = max(errors.get(name, 0.0), err)
             if not err <= TRT_ATOL + TRT_RTOL * float(np.max(np.abs(r))):
                 raise ParityError(
-                    f"{which}: the {info['precision']} TensorRT engine differs from PyTorch fp32 on {name} by "
+                    f"{which}: the {precision} TensorRT engine differs from PyTorch fp32 on {name} by "
                     f"{err:.3g} at batch {batch} (allowed {TRT_ATOL} + {TRT_RTOL} * max|ref|); not committed"
                 )
-    info["max_abs_error_vs_torch_fp32"] = errors
-    logger.info("%s: TensorRT engine vs torch fp32: %s", which, errors)
-    return info
+    return errors
 
 
 def _channels_of(module: Any) -> int:
@@ -479,26 +523,3 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
         for r in results:
             _copy_atomic(r.version_dir / "model.onnx", Path(opts.onnx_dir) / f"{r.network}.onnx")
     return results
-
-
-def serialize_dali(model_repository: str | os.PathLike, *, device: str = "mixed") -> Path:
-    """Serialize the DALI decode pipeline into ``video_decode/<latest version>/model.dali``.
-
-    The number of frames comes from the ``num_frames`` parameter of ``video_decode/configs/production.pbtxt``.
-    """
-    import re
-
-    from dali_pipelines.video_decode import serialize
-
-    model_dir = Path(model_repository) / "video_decode"
-    version = repo.latest_version(model_dir) or 1
-    config = (model_dir / repo.PRODUCTION_CONFIG).read_text()
-    m = re.search(r'key:\s*"num_frames"\s*value\s*{\s*string_value:\s*"(\d+)"', config)
-    if m is None:
-        raise ValueError(f"{model_dir / repo.PRODUCTION_CONFIG}: no num_frames parameter")
-    num_frames = int(m.group(1))
-    target = model_dir / str(version) / "model.dali"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    serialize(target, device=device, num_frames=num_frames)
-    logger.info("wrote %s (%s, %d frames)", target, device, num_frames)
-    return target

@@ -246,13 +246,17 @@ class DecodeModel:
                 device_id=int(args["model_instance_device_id"]),
                 max_bytes=self.limits.max_bytes,
                 keep_on_device=True,
+                warn=_pb().Logger.log_warn,
             )
+            self.decode.prepare()  # a pipeline that cannot be built: one warning now, PyAV for every video
         else:
             raise ValueError(
                 f"video_decode: unknown decoder parameter {self.decoder!r} ({', '.join(self.DECODERS)})"
             )
+        fallback = getattr(self.decode, "unavailable", None)
         _pb().Logger.log_info(
-            f"video_decode: {self.decoder}, {self.num_frames} frames per video, limits {self.limits.as_dict()}"
+            f"video_decode: {self.decoder}{f' unavailable, PyAV instead ({fallback})' if fallback else ''}, "
+            f"{self.num_frames} frames per video, limits {self.limits.as_dict()}"
         )
 
     def run(self, request: Any) -> dict[str, np.ndarray]:

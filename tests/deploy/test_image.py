@@ -243,3 +243,155 @@ def test_healthcheck_fails_without_a_server():
         [sys.executable, str(HEALTHCHECK)], env=env, capture_output=True, text=True, timeout=30
     )
     assert out.returncode == 1 and "not ready" in out.stderr
+
+
+# --- numpy in the image ----------------------------------------------------------------------------------------
+
+
+def test_numpy_check_names_the_file_and_refuses_the_dali_backend_copy():
+    row = image.release()
+    site = "/usr/local/lib/python3.12/dist-packages/numpy/__init__.py"
+    ok, msg = image.numpy_check(row, "1.26.4", site)
+    assert ok and msg.startswith(f"numpy 1.26.4 from {site}")
+    ok, msg = image.numpy_check(row, "2.3.1", site)  # r26.06's python_backend takes numpy 2 (>= r24.11)
+    assert ok and "Triton 2.70.0" in msg
+    shadow = f"{image.DALI_BACKEND_WHEEL}/numpy/__init__.py"
+    ok, msg = image.numpy_check(row, "2.3.1", shadow)
+    assert not ok and "shadows pip's" in msg and 'PYTHONPATH=""' in msg
+    ok, msg = image.numpy_check({"triton": "2.51.0"}, "2.0.2", site)  # r24.10: numpy 1.x only
+    assert not ok and "needs numpy < 2" in msg
+    assert image.numpy_check({"triton": "2.51.0"}, "1.26.4", site)[0]
+
+
+def test_check_installed_prints_where_numpy_comes_from():
+    import numpy
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "image.py"), "check-installed"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"numpy {numpy.__version__} from {numpy.__file__}" in out.stdout + out.stderr
+
+
+def _dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Instructions per stage name, continuation lines joined: ``{stage: [(INSTRUCTION, arguments)]}``."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word.upper() == "FROM":
+            m = re.search(r"\bAS\s+(\S+)", rest, flags=re.I)
+            current = m.group(1) if m else rest
+            stages[current] = []
+        elif current is not None:
+            stages[current].append((word.upper(), rest.strip()))
+    return stages
+
+
+def _env(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, rest in instructions:
+        if word == "ENV":
+            for key, value in re.findall(r'(\w+)=("[^"]*"|\S+)', rest):
+                env[key] = value.strip('"')
+    return env
+
+
+def test_server_stage_clears_pythonpath_and_mounts_nvdec():
+    env = _env(_dockerfile_stages()["server"])
+    assert env["PYTHONPATH"] == "", (
+        "the NGC image's PYTHONPATH (DALI backend wheel, numpy 2) must not shadow pip"
+    )
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility,video"
+    assert "DALI_USE_EXEC2" not in env, "no model.dali is served"
+    runs = " ".join(rest for word, rest in _dockerfile_stages()["server"] if word == "RUN")
+    assert "check-installed" in runs
+
+
+def test_sdk_stage_file_set_imports_the_client_without_torch(tmp_path):
+    """The sdk stage's exact COPY set, in a fresh folder, imports the client, and renders a verdict (the
+    human-readable path imports mintime.explain), with torch and the other heavy packages made unimportable;
+    every project import in those files (lazy ones included) resolves inside the set."""
+    import ast
+
+    sdk = _dockerfile_stages()["sdk"]
+    workdir = next(rest for word, rest in sdk if word == "WORKDIR")
+    root = tmp_path / workdir.strip("/")
+    for word, rest in sdk:
+        if word != "COPY" or "--from" in rest:
+            continue
+        *sources, dest = rest.split()
+        target = root / dest
+        for src in sources:
+            path = REPO / src
+            assert path.exists(), f"the sdk stage copies {src}, which does not exist"
+            if path.is_dir():
+                shutil.copytree(
+                    path, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+                )
+            else:
+                out = target / path.name if dest.endswith("/") or len(sources) > 1 else target
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, out)
+    project = {"mintime", "client", "benchmarks"}
+    unresolved = []
+    for py in sorted((root / "client").rglob("*.py")) + sorted((root / "mintime").rglob("*.py")):
+        for node in ast.walk(ast.parse(py.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.split(".")[0] not in project:
+                    continue
+                base = root.joinpath(*name.split("."))
+                if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+                    # `from mintime.x import NAME`: NAME is an attribute unless it is a module
+                    parent = root.joinpath(*name.split(".")[:-1])
+                    if name in names[1:] and (
+                        parent.with_suffix(".py").is_file() or (parent / "__init__.py").is_file()
+                    ):
+                        continue
+                    unresolved.append(f"{py.relative_to(root)}: {name}")
+    assert unresolved == [], f"the sdk stage lacks files its client imports: {unresolved}"
+    script = """
+import importlib.abc, sys
+BLOCKED = {"torch", "torchvision", "av", "cv2", "scipy", "sklearn", "onnx", "onnxruntime", "dlib", "einops",
+           "nvidia", "yaml", "PIL", "facenet_pytorch", "tensorboard", "export", "training", "dali_pipelines"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the sdk image)")
+sys.meta_path.insert(0, Block())
+import client.api, client.cli
+from client.cli import ModelLines, summary_line
+obj = {"video": "/data/a.mp4", "fake_probability": 0.75, "label": "fake", "status": "ok", "identities": [],
+       "model": {"name": "m", "kind": "mintime", "backbone": "b", "weights": {}}}
+print(summary_line(obj))
+print(ModelLines()(obj))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+print("HEAVY", heavy)
+print("FILES", sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None) and m.__name__.split(".")[0] in {"mintime", "client"}}))
+"""
+    import sysconfig
+
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{root}:{sysconfig.get_paths()['purelib']}"}
+    out = subprocess.run(
+        [sys.executable, "-s", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "a.mp4" in out.stdout and "HEAVY []" in out.stdout
+    files = out.stdout.split("FILES ", 1)[1]
+    assert str(REPO / "mintime") not in files, "the client came from the copied set, not the checkout"

@@ -76,21 +76,60 @@ def test_if_missing_rebuilds_for_another_tensorrt(repository_copy, tmp_path, mon
     ]  # version 1 (not exported) is never pruned
 
 
-def test_dali_serialization_failure_fails_the_export(repository_copy, tmp_path, capsys):
-    (repository_copy / "video_decode" / "configs" / "production.pbtxt").write_text('name: "video_decode"\n')
+def test_an_fp16_engine_that_fails_parity_is_rebuilt_in_fp32(repository_copy, tmp_path, monkeypatch, capsys):
+    """The container start must not die on an fp16 engine that fails its check: the export rebuilds that
+    network's plan from model.onnx (fp32), checks it, commits it and says so. Running an engine needs a GPU, so
+    the parity run is the stand-in here: it fails every fp16 plan (read from the TensorRT stand-in's plan)."""
+    import export.workflow as wf
+    from export.onnx import ParityError
+    from tests.e2e.weights import make_tiny_checkpoint
+
+    monkeypatch.delenv("MINTIME_CHECKPOINT", raising=False)
+    _use(monkeypatch, "11.1.0.106")
+    checked: list[str] = []
+
+    def parity(which, plan, module, max_batch, precision):
+        built = json.loads(plan.read_bytes())
+        checked.append(f"{which}:{precision}:{built['precisions']}")
+        if "float16" in built["precisions"]:
+            raise ParityError(
+                f"{which}: the fp16 TensorRT engine differs from PyTorch fp32 on temporal_logit"
+            )
+        return {"temporal_logit": 1e-6}
+
+    monkeypatch.setattr(wf, "_engine_parity", parity)
+    monkeypatch.setattr(wf, "FP16_ATOL", 1.0)  # the fp16 graph holds, so an fp16 engine is built first
+    ck = make_tiny_checkpoint(tmp_path / "tiny.pt")
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(
-        [
-            "--model-repository",
-            str(repository_copy),
-            "--networks",
-            "temporal",
-            "--no-trt",
-            "--dali",
-            "--if-missing",
-        ]
+    argv = ["--checkpoint", str(ck), "--model-repository", str(repository_copy), "--networks", "temporal",
+            "--trt", "--if-missing"]  # fmt: skip
+    assert run(parser.parse_args(argv)) == 0
+    out = capsys.readouterr().out
+    assert checked == ["temporal:fp16:['float16']", "temporal:fp32:['float32']"]
+    assert (
+        "TensorRT fp32 engine built (the fp16 engine failed its parity check, rebuilt from model.onnx" in out
     )
-    (repository_copy / "temporal" / "1" / "model.onnx").write_bytes(b"")  # nothing to export for the networks
-    assert run(args) == 1
-    assert "the DALI pipeline could not be serialized" in capsys.readouterr().err
+    vdir = repository_copy / "temporal" / "2"
+    assert json.loads((vdir / "model.plan").read_bytes())["precisions"] == ["float32"]
+    record = json.loads((vdir / "export.json").read_text())
+    assert record["tensorrt"]["precision"] == "fp32" and record["tensorrt"]["source"] == "model.onnx"
+    assert "differs from PyTorch fp32" in record["tensorrt"]["fp16_rejected"]
+    assert (vdir / "export.complete").is_file()
+
+
+def test_an_fp32_engine_that_fails_parity_still_fails_the_export(repository_copy, monkeypatch):
+    import export.workflow as wf
+    from export.onnx import ParityError
+
+    monkeypatch.delenv("MINTIME_CHECKPOINT", raising=False)
+    _use(monkeypatch, "11.1.0.106")
+
+    def parity(which, plan, module, max_batch, precision):
+        raise ParityError(f"{which}: the {precision} TensorRT engine differs")
+
+    monkeypatch.setattr(wf, "_engine_parity", parity)
+    opts = ExportOptions(model_repository=repository_copy, networks=["temporal"], trt="require", fp16=False)
+    with pytest.raises(ParityError, match="the fp32 TensorRT engine differs"):
+        export_to_repository(tiny_models(channels=8), opts, SOURCE)
+    assert repo.versions(repository_copy / "temporal") == [1], "nothing committed"

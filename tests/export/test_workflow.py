@@ -110,19 +110,3 @@ def test_tensorrt_required_but_missing_fails_cleanly(repository_copy):
     with pytest.raises(RuntimeError, match="TensorRT is not available"):
         export_to_repository(tiny_models(), opts, SOURCE)
     assert repo.versions(repository_copy / "temporal") == [1]
-
-
-@pytest.mark.needs_dali
-def test_serialize_dali_writes_model_dali_with_the_configured_frames(repository_copy, caplog):
-    import logging
-
-    from export.workflow import serialize_dali
-
-    with caplog.at_level(logging.INFO):
-        path = serialize_dali(repository_copy, device="mixed")
-    assert path == repository_copy / "video_decode" / "1" / "model.dali"
-    assert path.stat().st_size > 1000
-    frames = repo.parse_config(
-        (repository_copy / "video_decode" / "configs" / "production.pbtxt").read_text()
-    )
-    assert f"{frames.parameters['num_frames'].string_value} frames" in caplog.text
