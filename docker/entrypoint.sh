@@ -5,7 +5,9 @@
 # TensorRT engine (model.plan) built on THIS GPU with THIS TensorRT: the first start builds them (minutes; mount
 # a volume on /models to keep them), and a start on another GPU model or after a TensorRT upgrade rebuilds
 # them (each plan carries a tag with the GPU name and TensorRT version; a plan loads only where it was built).
-# A failed build or a failed fp16 parity check stops the container: Triton never starts with a wrong engine.
+# An fp16 engine that fails its parity check against PyTorch is rebuilt from model.onnx (fp32), checked, and served
+# (the export prints "the fp16 engine failed its parity check, rebuilt from model.onnx"); only a failed build or
+# a failed fp32 check stops the container: Triton never starts with a wrong engine.
 # A version counts only when its export completed and verified (the export.complete marker, written last) and
 # was made from these weights; an export killed mid-way is removed and redone, never served. Before Triton
 # starts, `mintime export --check` refuses an untrusted version or a backbone/temporal pair made from two
@@ -18,6 +20,10 @@
 #   MINTIME_EXPORT_ARGS   more `mintime export` options (e.g. the authors' weights)
 #   MINTIME_SKIP_EXPORT=1 do not build engines (a repository prepared elsewhere)
 #   MINTIME_MIN_SHM_MB    refuse to start with a smaller /dev/shm (default 512; see --shm-size)
+#   MINTIME_CUDA_POOL_MB  Triton's CUDA memory pool per GPU (default 2048): the GPU tensors in flight between the
+#                         models (NVDEC frames, ~100 MB per 1080p request at T=16; face slots ~10 MB) come from it;
+#                         Triton's 64 MB default makes them fall back to CUDA IPC, with a warning per tensor.
+#                         Size: requests in flight x (T x H x W x 3 + 10 MB); 2048 covers 16 1080p requests.
 # Extra arguments go to tritonserver.
 set -euo pipefail
 # Large short-lived arrays (frames, crops) from mmap, heaps trimmed: no heap growth under a mixed load.
@@ -57,5 +63,12 @@ if [ "${CONFIG}" = "production" ]; then
 fi
 mintime export "${check[@]}"
 
+# One CUDA memory pool per visible GPU (GPU 0 when nvidia-smi is absent).
+pool=()
+gpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)"
+for ((i = 0; i < ${gpus:-0} || i == 0; i++)); do
+  pool+=("--cuda-memory-pool-byte-size=${i}:$(( ${MINTIME_CUDA_POOL_MB:-2048} * 1024 * 1024 ))")
+done
+
 exec tritonserver --model-repository="${MODELS}" --model-config-name="${CONFIG}" \
-  --grpc-infer-allocation-pool-size=0 "$@"  # refused large requests leave no memory behind
+  --grpc-infer-allocation-pool-size=0 "${pool[@]}" "$@"  # refused large requests leave no memory behind

@@ -395,3 +395,38 @@ print("FILES", sorted({m.__file__ for m in list(sys.modules.values()) if getattr
     assert "a.mp4" in out.stdout and "HEAVY []" in out.stdout
     files = out.stdout.split("FILES ", 1)[1]
     assert str(REPO / "mintime") not in files, "the client came from the copied set, not the checkout"
+
+
+def test_entrypoint_gives_tritonserver_a_cuda_pool_per_gpu(tmp_path):
+    """The entrypoint's tritonserver command, with stand-ins for the GPU-only programs (they print their argv):
+    one --cuda-memory-pool-byte-size per GPU that nvidia-smi lists, MINTIME_CUDA_POOL_MB each."""
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm here")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: a)'\necho 'GPU 1: NVIDIA H100 (UUID: b)'\n"
+    )
+    (bin_dir / "mintime").write_text('#!/bin/sh\necho "mintime $*"\n')
+    (bin_dir / "tritonserver").write_text('#!/bin/sh\necho "tritonserver $*"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    models = tmp_path / "models"
+    (models / "mintime").mkdir(parents=True)
+    (models / "mintime" / "config.pbtxt").write_text('name: "mintime"\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MINTIME_MIN_SHM_MB": "0",
+           "MODEL_REPOSITORY": str(models), "MINTIME_CUDA_POOL_MB": "3072"}  # fmt: skip
+    out = subprocess.run(
+        ["bash", str(ENTRYPOINT), "--log-verbose=1"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    server = next(line for line in out.stdout.splitlines() if line.startswith("tritonserver "))
+    pool = 3072 * 1024 * 1024
+    assert f"--cuda-memory-pool-byte-size=0:{pool} --cuda-memory-pool-byte-size=1:{pool}" in server
+    assert server.endswith("--log-verbose=1") and "--model-config-name=production" in server
+    assert f"mintime export --trt --if-missing --model-repository {models}" in out.stdout
+    (bin_dir / "nvidia-smi").unlink()  # no nvidia-smi: GPU 0 with the default size
+    env.pop("MINTIME_CUDA_POOL_MB")
+    out = subprocess.run(["bash", str(ENTRYPOINT)], capture_output=True, text=True, env=env, timeout=30)
+    server = next(line for line in out.stdout.splitlines() if line.startswith("tritonserver "))
+    assert server.count("--cuda-memory-pool-byte-size") == 1 and f"=0:{2048 * 1024 * 1024}" in server

@@ -103,3 +103,24 @@ def test_hpa_scales_the_deployment_on_the_adapters_queue_metric():
         and 'nv_inference_request_success{model="mintime"' in query
     )
     assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+
+
+def test_podmonitor_scrapes_the_deployments_metrics_port():
+    """kube-prometheus-stack ignores prometheus.io/* annotations: the PodMonitor must select the pods and name
+    their metrics port, with the label the stack's default Prometheus selects."""
+    (pm,) = [d for d in yaml.safe_load_all((K8S / "monitoring" / "podmonitor.yaml").read_text()) if d]
+    assert (pm["apiVersion"], pm["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert pm["metadata"]["labels"]["release"] == "prometheus"
+    dep = _docs()["Deployment"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert pm["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert endpoint["port"] in {p["name"] for p in c["ports"]} and endpoint["port"] == "metrics"
+    assert endpoint["path"] == dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
+
+
+def test_deployment_asks_for_the_nvdec_driver_capability():
+    (c,) = _docs()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert set(env["NVIDIA_DRIVER_CAPABILITIES"].split(",")) == {"compute", "utility", "video"}
