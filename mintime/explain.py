@@ -356,7 +356,14 @@ def human_summary(name: str, result: dict[str, Any]) -> str:
     for warning in result.get("warnings") or []:
         lines.append(f"  warning: {name}: {warning}")
     if result.get("output_video"):
-        lines.append(f"  annotated video: {result['output_video']}")
+        line = f"  annotated video: {result['output_video']}"
+        clip = result.get("clip") or {}
+        if clip.get("scale") is not None and clip["scale"] < 1:
+            line += (
+                f" ({clip['width']}x{clip['height']}: the frames as analysed, scaled from "
+                f"{clip['source_width']}x{clip['source_height']} by the decode budget, max_output_pixels)"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -49,10 +49,13 @@ class ClipInfo:
 
     Attributes:
         fps: frames per second (0 when unknown).
-        width, height: display size in pixels (after rotation).
+        width, height: size in pixels of the frames analysed (display orientation, after the decode budget's
+            downscale): every box of the result is in these pixels.
         total_frames: frames in the file (as counted or declared by the decoder).
         sampled_frames: (T,) frame index in the file of each sampled frame.
         warnings: the decoder's warnings (a partial decode), one sentence each.
+        source_size: (width, height) of the video itself (display orientation); (0, 0) when the decoder did not
+            say (the server's face_pipeline receives the frames only).
     """
 
     fps: float
@@ -61,6 +64,7 @@ class ClipInfo:
     total_frames: int
     sampled_frames: tuple[int, ...]
     warnings: tuple[str, ...] = ()
+    source_size: tuple[int, int] = (0, 0)
 
     @classmethod
     def of(cls, clip: Any) -> ClipInfo:
@@ -72,13 +76,24 @@ class ClipInfo:
             total_frames=int(clip.total_frames),
             sampled_frames=tuple(int(i) for i in clip.indices),
             warnings=tuple(getattr(clip, "warnings", ())),
+            source_size=tuple(int(v) for v in getattr(clip, "source_size", (0, 0))),  # type: ignore[arg-type]
         )
 
+    @property
+    def scale(self) -> float | None:
+        """Analysed size / source size (1.0: not scaled; None: source size unknown)."""
+        return round(self.width / self.source_size[0], 6) if self.source_size[0] > 0 else None
+
     def to_json(self) -> dict[str, Any]:
+        known = self.source_size[0] > 0
         return {
             "fps": round(self.fps, 3),
             "width": self.width,
             "height": self.height,
+            "source_width": self.source_size[0] if known else None,
+            "source_height": self.source_size[1] if known else None,
+            "scale": self.scale,
+            "boxes_in": "analysed frame pixels (width x height); divide by scale for source pixels",
             "total_frames": self.total_frames,
             "sampled_frames": list(self.sampled_frames),
         }

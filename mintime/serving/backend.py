@@ -163,7 +163,7 @@ def clip_from_arrays(frames: np.ndarray, indices: np.ndarray, info: np.ndarray) 
         height=int(height),
         total_frames=int(round(float(info[1]))),
         rotation=int(round(float(info[2]))) % 360,
-        source_size=(int(width), int(height)),
+        source_size=(0, 0),  # unknown here: video_decode_info does not carry it (the result says null)
     )
 
 

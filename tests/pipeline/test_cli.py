@@ -254,3 +254,29 @@ def test_predict_help_shows_every_default(capsys) -> None:
         cli_main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default auto)" in text and "(default 16)" in text
+
+
+def test_a_scaled_video_says_its_source_size(tmp_path: Path, capsys) -> None:
+    """A 4K clip is analysed at 1920x1080: the JSON records the source size and the scale, the boxes' pixels,
+    and the annotated copy says why it is not 4K."""
+    from mintime.video import probe
+    from tests.helpers.media import flat_clip
+
+    uhd = flat_clip(tmp_path / "uhd.mp4", (3840, 2160), frames=3, value=128)
+    out = tmp_path / "annotated.mp4"
+    assert cli_main(["predict", "--json", "--num-frames", "3", "--output-video", str(out), str(uhd)]) == 0
+    clip = json.loads(capsys.readouterr().out)["clip"]
+    assert (clip["width"], clip["height"], clip["source_width"], clip["source_height"]) == (
+        1920,
+        1080,
+        3840,
+        2160,
+    )
+    assert clip["scale"] == 0.5 and clip["boxes_in"].startswith("analysed frame pixels")
+    assert (probe(out)["width"], probe(out)["height"]) == (1920, 1080)
+    assert cli_main(["predict", "--num-frames", "3", "--output-video", str(out), str(uhd)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line == (
+        f"  annotated video: {out} (1920x1080: the frames as analysed, scaled from 3840x2160 by the decode "
+        "budget, max_output_pixels)"
+    )
