@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command setup: a virtual environment in .venv with everything the project, its tests and the local
-# Triton server need (CPU build of torch; no CUDA packages are pulled).
+# Triton server need (CPU build of torch; the DALI wheel brings NVIDIA's CUDA 13 image libraries, ~590 MB,
+# which need no GPU).
 #   ./setup.sh            # full install (core, training, export, DALI, client, local server, tests)
 #   EXTRAS=client ./setup.sh   # client-only install
 set -euo pipefail
