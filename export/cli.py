@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,12 @@ def run(args: argparse.Namespace) -> int:
             max_batch=args.max_batch,
             onnx_dir=args.onnx_dir,
         )
-        for r in export_to_repository(loaded, opts, source_record(args, loaded.model)):
+        with warnings.catch_warnings():
+            # torch's TorchScript exporter warns that it cannot fold Slice ops with steps > 1 (the graphs are
+            # checked against PyTorch anyway): nothing a user can act on
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+            exported = export_to_repository(loaded, opts, source_record(args, loaded.model))
+        for r in exported:
             summary["networks"][r.network] = {
                 "version": r.version,
                 "path": str(r.version_dir),
@@ -205,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             trt = (
                 f"TensorRT {s['tensorrt_precision']} engine built"
                 if s["tensorrt"]
-                else f"no TensorRT engine ({s['tensorrt_note']})"
+                else "no TensorRT engine"  # why is said once, above
             )
             if s["fp16_engine_rejected"]:
                 trt += f" (the fp16 engine failed its parity check, rebuilt from model.onnx: {s['fp16_engine_rejected']})"

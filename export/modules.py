@@ -91,7 +91,12 @@ def dynamic_batch_axes(which: str) -> dict[str, dict[int, str]]:
 
 
 def example_inputs(
-    which: str, batch: int, *, channels: int = contract.DEFAULT_CHANNELS, seed: int = 0
+    which: str,
+    batch: int,
+    *,
+    channels: int = contract.DEFAULT_CHANNELS,
+    seed: int = 0,
+    num_slots: int = contract.NUM_SLOTS,
 ) -> tuple[Tensor, ...]:
     """Plausible inputs for a network (a fixed seed per call, so the checks are reproducible).
 
@@ -100,6 +105,7 @@ def example_inputs(
         batch: videos ``B``.
         channels: backbone channels ``C`` (temporal only).
         seed: random seed.
+        num_slots: face slots ``F`` (the model's: 8 for a ``tiny`` training checkpoint).
 
     Returns:
         backbone: ``(faces,)`` (B, 16, 3, 224, 224) float32 in 0..255.
@@ -107,7 +113,7 @@ def example_inputs(
         identities, size ids 1..20 on real slots, positions ``0..784`` (CLS = 0).
     """
     g = torch.Generator().manual_seed(seed)
-    f, p, s = contract.NUM_SLOTS, contract.NUM_PATCHES, contract.IMAGE_SIZE
+    f, p, s = int(num_slots), contract.NUM_PATCHES, contract.IMAGE_SIZE
     if which == "backbone":
         return (torch.rand(batch, f, 3, s, s, generator=g) * 255.0,)
     if which != "temporal":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -240,9 +241,8 @@ def _try_tensorrt(
     if not ok:
         if opts.trt == "require":
             raise trt_export.TensorRTUnavailableError(detail)
-        logger.warning("%s: skipping the TensorRT engine: %s", which, detail)
-        return {"built": False, "reason": detail}
-    probe = example_inputs(which, 1, channels=_channels_of(module))
+        return {"built": False, "reason": detail}  # said once per export, by export_to_repository
+    probe = example_inputs(which, 1, channels=_channels_of(module), num_slots=_slots_of(module))
     dims = {n: tuple(x.shape[1:]) for n, x in zip(io_names(which)[0], probe, strict=True)}
     if opts.max_batch:
         profile = trt_export.batch_profile(
@@ -321,7 +321,9 @@ def _engine_parity(
     names_in, names_out = io_names(which)
     errors: dict[str, float] = {}
     for seed, batch in enumerate(sorted({1, min(3, max_batch), max_batch})):
-        inputs = example_inputs(which, batch, channels=_channels_of(module), seed=100 + seed)
+        inputs = example_inputs(
+            which, batch, channels=_channels_of(module), seed=100 + seed, num_slots=_slots_of(module)
+        )
         got = trt_export.run_engine(plan, {n: x.numpy() for n, x in zip(names_in, inputs, strict=True)})
         with torch.inference_mode():
             ref = module(*inputs)
@@ -336,6 +338,58 @@ def _engine_parity(
                     f"{err:.3g} at batch {batch} (allowed {TRT_ATOL} + {TRT_RTOL} * max|ref|); not committed"
                 )
     return errors
+
+
+def _slots_of(module: Any) -> int:
+    """F, the face slots a network is exported for (set by :func:`export_to_repository` on the module)."""
+    return int(getattr(module, "num_slots", contract.NUM_SLOTS))
+
+
+def _loaded_slots(loaded: Any) -> int:
+    """F of the loaded networks: :attr:`mintime.networks.Networks.num_slots`, else the temporal config's."""
+    if getattr(loaded, "num_slots", None):
+        return int(loaded.num_slots)
+    config = getattr(loaded.temporal, "config", None)
+    return int(getattr(config, "num_frames", 0) or contract.NUM_SLOTS)
+
+
+def _slot_config_updates(f: int) -> dict[str, dict[str, list[int]]]:
+    """The config dims that follow the slot count ``F`` (every model that carries slot tensors)."""
+    t = 1 + f * contract.NUM_PATCHES
+    slots = {
+        contract.MASK: [f],
+        contract.IDENTITIES_MASK: [f, f],
+        contract.SIZE_IDS: [f],
+        contract.POSITIONS: [t],
+    }
+    faces = {contract.FACES: [f, 3, contract.IMAGE_SIZE, contract.IMAGE_SIZE]}
+    return {
+        "face_pipeline": {**faces, **slots, contract.SLOT_IDENTITY: [f]},
+        "backbone": dict(faces),
+        "temporal": dict(slots),
+        "explain": {contract.SLOT_IDENTITY: [f], contract.TEMPORAL_CLS_ATTENTION: [2, -1, t]},
+    }
+
+
+_NUM_SLOTS_PARAMETER = re.compile(
+    r'parameters\s*\{\s*key:\s*"num_slots"\s*value\s*\{\s*string_value:\s*"\d+"\s*\}\s*\}'
+)
+
+
+def _set_num_slots_parameter(path: Path, f: int) -> None:
+    """Give face_pipeline's config the ``num_slots`` parameter ``f`` (replaced where set; added where the
+    default, 16, would be wrong)."""
+    text = path.read_text()
+    line = f'parameters {{ key: "num_slots" value {{ string_value: "{f}" }} }}'
+    if _NUM_SLOTS_PARAMETER.search(text):
+        new = _NUM_SLOTS_PARAMETER.sub(line, text)
+    elif f != contract.NUM_SLOTS:
+        new = text.rstrip("\n") + "\n" + line + "\n"
+    else:
+        return
+    if new != text:
+        repo.parse_config(new)
+        path.write_text(new)
 
 
 def _channels_of(module: Any) -> int:
@@ -420,12 +474,14 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
     import onnxruntime
     import torch
 
-    if opts.trt == "require":  # fail before writing anything
+    if opts.trt != "off":  # "require": fail before writing anything; "auto": say once why there is no engine
         from export.tensorrt import TensorRTUnavailableError, tensorrt_available
 
         ok, detail = tensorrt_available()
-        if not ok:
+        if not ok and opts.trt == "require":
             raise TensorRTUnavailableError(detail)
+        if not ok:
+            logger.warning("no TensorRT engines: %s", detail)
     root = Path(opts.model_repository)
     source_root = Path(opts.source_repository) if opts.source_repository else committed_repository()
     if root.resolve() == source_root.resolve():
@@ -438,6 +494,7 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
         if (root / which).is_dir():
             repo.remove_untrusted(root / which)
     channels = _channels(loaded)
+    num_slots = _loaded_slots(loaded)
     export_id = uuid.uuid4().hex
     results: list[NetworkExport] = []
     written: list[Path] = []
@@ -446,8 +503,10 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model folder not found: {model_dir}")
         module = export_module(which, loaded)
+        module.num_slots = num_slots  # the traced slot count (the graphs fix F)
         batches = [
-            example_inputs(which, b, channels=channels, seed=i) for i, b in enumerate(opts.check_batches)
+            example_inputs(which, b, channels=channels, seed=i, num_slots=num_slots)
+            for i, b in enumerate(opts.check_batches)
         ]
         names_in, names_out = io_names(which)
         version = repo.next_version(model_dir)
@@ -508,6 +567,9 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
 
     # configs, then the markers (last: a version is trusted only once everything above is done), then pruning
     updates: dict[str, dict[str, list[int]]] = {}
+    for model, tensors in _slot_config_updates(num_slots).items():
+        if (root / model).is_dir():
+            updates.setdefault(model, {}).update(tensors)
     for r in results:
         for model, tensors in _config_updates(r.dims).items():
             updates.setdefault(model, {}).update(tensors)
@@ -515,6 +577,8 @@ def export_to_repository(loaded: Any, opts: ExportOptions, source: dict[str, Any
         for path in repo.config_paths(root / model):
             production = path.parent.name == "configs"
             repo.update_config_dims(path, tensors, keep_dynamic=not production)
+    for path in repo.config_paths(root / "face_pipeline"):
+        _set_num_slots_parameter(path, num_slots)
     for r in results:
         repo.write_marker(r.version_dir, export_id)
     for r in results:

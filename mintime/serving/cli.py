@@ -86,6 +86,27 @@ def checkpoint_overridden(
     return None
 
 
+def served_slots(model_repository: Path) -> int | None:
+    """F, the face slots the repository's configs are written for (``face_slots_mask`` of the temporal model's
+    ``config.pbtxt``; ``mintime export`` writes the checkpoint's); None when it has no such config."""
+    import re
+
+    config = Path(model_repository) / "temporal" / "config.pbtxt"
+    if not config.is_file():
+        return None
+    found = re.search(r'name:\s*"face_slots_mask"[^}]*?dims:\s*\[\s*(\d+)\s*\]', config.read_text())
+    return int(found.group(1)) if found else None
+
+
+def checkpoint_slots(checkpoint: Path) -> int | None:
+    """F of a project checkpoint (its temporal config's ``num_frames``; a baseline pools any count: None)."""
+    from mintime.checkpoints import read_checkpoint
+
+    ck = read_checkpoint(checkpoint)
+    config = getattr(ck, "temporal_config", None)
+    return int(config.get("num_frames", 16)) if isinstance(config, dict) else None
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the server, report where it listens, and stop it cleanly on Ctrl-C or SIGTERM."""
     from mintime.serving.server import ServerStartError, TritonServer
@@ -105,6 +126,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
             return 2
         env[CHECKPOINT_ENV] = str(args.checkpoint.resolve())
+        wanted, configured = checkpoint_slots(args.checkpoint), served_slots(args.model_repository)
+        if wanted is not None and configured is not None and wanted != configured:
+            print(
+                f"error: {args.checkpoint} has {wanted} face slots, the configs of {args.model_repository} are "
+                f"for {configured}: export it (`mintime export --checkpoint {args.checkpoint} --model-repository "
+                "DIR` writes configs for its slots), then `mintime serve --model-repository DIR`",
+                file=sys.stderr,
+            )
+            return 2
         problem = checkpoint_overridden(args.model_repository, args.checkpoint, args.config_name)
         if problem:
             print(f"error: {problem}", file=sys.stderr)

@@ -85,3 +85,44 @@ def test_trt_without_tensorrt_is_one_line(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: TensorRT is not available") and "Traceback" not in err[0]
     assert not (tmp_path / "repo").exists()  # nothing written
+
+
+def test_a_tiny_training_checkpoint_exports_with_its_8_slots(tmp_path, repository_copy, capsys, caplog):
+    """`mintime train --config tiny` writes 8-slot checkpoints: the graphs, every config's slot dims and the face
+    stage's num_slots follow the checkpoint; torch's constant-folding warnings are silenced and the missing
+    TensorRT is said once."""
+    import logging
+    import warnings
+
+    from export.tensorrt import tensorrt_available
+    from mintime.cli import main
+    from tests.e2e.weights import make_tiny_training_checkpoint
+
+    ck = make_tiny_training_checkpoint(tmp_path / "best.pt")
+    args = ["export", "--checkpoint", str(ck), "--model-repository", str(repository_copy), "--no-fp16"]
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        assert main([*args, "--onnx-dir", str(tmp_path / "onnx")]) == 0
+    assert [str(w.message) for w in caught if "Constant folding" in str(w.message)] == []
+    out = capsys.readouterr().out
+    if not tensorrt_available()[0]:
+        said = out + "\n".join(r.getMessage() for r in caplog.records)
+        assert said.count("TensorRT is not available") == 1, said
+        assert out.count("no TensorRT engine") == 2
+    for model, tensor, dims in [
+        ("backbone", "face_slots_faces", [8, 3, 224, 224]),
+        ("backbone", "backbone_features", [8, None, 7, 7]),  # channels: -1 where the config is dynamic
+        ("temporal", "face_slots_identities_mask", [8, 8]),
+        ("temporal", "face_slots_positions", [393]),
+        ("face_pipeline", "face_slots_faces", [8, 3, 224, 224]),
+        ("face_pipeline", "face_slots_identity", [8]),
+        ("explain", "face_slots_identity", [8]),
+    ]:
+        for path in repo.config_paths(repository_copy / model):
+            config = repo.parse_config(path.read_text())
+            tensors = {t.name: list(t.dims) for t in [*config.input, *config.output]}
+            got = [None if want is None else d for d, want in zip(tensors[tensor], dims, strict=True)]
+            assert got == dims, (path, tensor, tensors[tensor])
+    for path in repo.config_paths(repository_copy / "face_pipeline"):
+        config = repo.parse_config(path.read_text())
+        assert config.parameters["num_slots"].string_value == "8", path

@@ -153,30 +153,12 @@ def test_missing_optional_part_is_one_line(tmp_path: Path) -> None:
     )
 
 
-def _tiny_training_checkpoint(path: Path) -> Path:
-    """What `mintime train --config tiny` writes: the tiny_test backbone (stored) and an 8-slot tiny temporal."""
-    import torch
-
-    from mintime.checkpoints import save_checkpoint
-    from mintime.models import create_backbone, create_temporal
-
-    torch.manual_seed(0)
-    backbone = create_backbone("tiny_test")
-    temporal = create_temporal("tiny", channels=int(backbone.out_channels), num_frames=8)
-    return save_checkpoint(
-        path,
-        temporal_config=temporal.config.to_dict(),
-        temporal_state=temporal,
-        backbone="tiny_test",
-        backbone_state=backbone,
-        metadata={"name": "tiny-8-slots", "training_config": {"num_slots": 8}},
-    )
-
-
 @pytest.mark.needs_data
 def test_a_tiny_checkpoint_predicts_with_its_own_slot_count(data_dir: Path, tmp_path: Path, capsys) -> None:
     """The slot count comes from the checkpoint (8 here), not the published weights' 16."""
-    ck = _tiny_training_checkpoint(tmp_path / "best.pt")
+    from tests.e2e.weights import make_tiny_training_checkpoint
+
+    ck = make_tiny_training_checkpoint(tmp_path / "best.pt")
     video = data_dir / "videos" / "ffpp_634_real_720p.mp4"
     assert cli_main(["predict", "--json", "--num-frames", "4", "--checkpoint", str(ck), str(video)]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -198,3 +198,24 @@ def test_readiness_trusts_only_our_process(tmp_path: Path) -> None:
     ours = _fake_server(tmp_path, FAKE_TRITON.format(python=sys.executable))
     with ours:
         assert ours.owns_ports() and ours.is_ready()
+
+
+def test_a_checkpoint_with_other_slots_is_refused_with_the_export_that_serves_it(
+    tmp_path: Path, capsys
+) -> None:
+    from mintime.cli import main
+    from mintime.serving.cli import served_slots
+    from tests.conftest import REPO
+    from tests.e2e.weights import make_tiny_training_checkpoint
+
+    ck = make_tiny_training_checkpoint(tmp_path / "best.pt")
+    repository = REPO / "model_repository"
+    assert served_slots(repository) == 16
+    assert main(["serve", "--model-repository", str(repository), "--checkpoint", str(ck)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: {ck} has 8 face slots, the configs of {repository} are for 16: export it (`mintime export "
+        f"--checkpoint {ck} --model-repository DIR` writes configs for its slots), then `mintime serve "
+        "--model-repository DIR`\n"
+    )
