@@ -43,6 +43,7 @@ _EXTERNAL = {
     "train": ("training.cli", "add_train_arguments", "run_train", "train MINTIME or the baseline"),
     "evaluate": ("training.cli", "add_evaluate_arguments", "run_evaluate", "evaluate a checkpoint on a list"),
     "synth": ("training.cli", "add_synth_arguments", "run_synth", "build the synthetic forgery benchmark"),
+    "sbi": ("training.cli", "add_sbi_arguments", "run_sbi", "train a detector on real faces (self-blended images)"),
 }
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}

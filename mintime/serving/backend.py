@@ -206,13 +206,14 @@ def explain_outputs(
         ``FAKE_PROBABILITY`` (1, 1) float32 (NaN when no face), ``IDENTITY_SCORES`` (1, K) float32 (kept
         identities in identity order; K = 0 when no face), ``RESULT_JSON`` (1, 1) object (UTF-8 JSON bytes).
     """
-    from mintime.explain import explain_video, render_result
+    from mintime.explain import explain_video, model_threshold, render_result
 
     attention = np.asarray(cls_attention, dtype=np.float32)
     explanation = explain_video(
         float(np.asarray(logit).reshape(-1)[0]),
         attention[0] if attention.ndim == 4 else attention,
         np.asarray(slot_identity).reshape(-1),
+        threshold=model_threshold(model),
     )
     result = render_result(face_json, explanation, model)
     prob = result.get("fake_probability")

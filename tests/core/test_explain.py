@@ -248,3 +248,16 @@ def test_explain_without_a_face() -> None:
     assert out.label == "no_face" and math.isnan(out.probability) and out.identity_scores.size == 0
     result = render_result({"status": "no_face", "identities": []}, out)
     assert result["fake_probability"] is None and result["label"] == "no_face" and "model" not in result
+
+
+def test_the_verdict_uses_the_models_threshold() -> None:
+    from mintime.explain import DEFAULT_THRESHOLD, model_threshold
+
+    attention = np.full((2, 1, 1 + 16 * 49), 1.0 / (16 * 49), np.float32)
+    owner = np.zeros(16, np.int64)
+    logit = float(np.log(0.7 / 0.3))  # p = 0.7
+    assert explain_video(logit, attention, owner).label == "fake"
+    assert explain_video(logit, attention, owner, threshold=0.8).label == "pristine"
+    assert explain_video(logit, attention, owner, threshold=0.69).label == "fake"
+    assert model_threshold(None) == model_threshold({"name": "x"}) == DEFAULT_THRESHOLD == 0.5
+    assert model_threshold({"threshold": 0.83}) == 0.83

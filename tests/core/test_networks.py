@@ -39,7 +39,7 @@ def test_tiny_mintime_checkpoint_loads_and_runs(tmp_path: Path) -> None:
         temporal_state=temporal,
         backbone="tiny_test",
         backbone_state=backbone,
-        metadata={"name": "tiny-test", "trained_on": "nothing (test)"},
+        metadata={"name": "tiny-test", "trained_on": "nothing (test)", "threshold": 0.7, "caveat": "a test"},
     )
     nets = load_networks(checkpoint=path)
     assert nets.kind == "mintime" and nets.channels == 64 and not nets.backbone_stock
@@ -50,7 +50,8 @@ def test_tiny_mintime_checkpoint_loads_and_runs(tmp_path: Path) -> None:
         "weights": [{"file": str(path.resolve()), "sha256": file_digest(path)}],
         "trained_on": "nothing (test)",
         "card": None,
-        "caveat": None,
+        "caveat": "a test",
+        "threshold": 0.7,
     }
     out = TorchEngines(nets.backbone, nets.head)(_slot_inputs())
     with torch.inference_mode():
