@@ -6,18 +6,25 @@ Run on a GPU machine through ``benchmarks/gpu/check.sh`` (which unpacks the carr
     python benchmarks/gpu/check.py --out outputs/gpu_check.json                    # on a GPU
     python benchmarks/gpu/check.py --dry-run --out /tmp/gpu_check.json             # CPU: same steps, smaller
 
-Steps (each bounded in time, failures recorded and the next step run; the JSON is rewritten after each):
+Steps, in the order that tells most first (each has a time cap, the caps sum to the budget; failures are
+recorded and the next step runs; the JSON under ``$OUT`` is rewritten after each step and during the long ones,
+so a cut-off run still returns every figure measured so far):
 
-1. ``env``: machine, GPU, driver and package versions.
-2. ``cuda_tests``: ``pytest -m needs_cuda`` over the test suite.
+1. ``env``: machine, GPU, driver and package versions; which numpy every import gets (file and version), and
+   whether each third-party module of the check's import closure (``closure.py``) imports.
+2. ``cuda_tests``: ``pytest -m needs_cuda`` over the test files that have such tests.
 3. ``decode``: the service's decode step as the ``video_decode`` model runs it (:class:`GpuVideoDecoder`:
    probe, NVDEC on the sampled frames, PyAV for streams NVDEC refuses) on the shared clips, against PyAV's
-   :func:`decode_sampled` on the same clips: videos/s, ms per clip, which path each clip took, pixel agreement.
+   :func:`decode_sampled` on the same clips: videos/s, ms per clip, which path each clip took, pixel agreement,
+   and whether the NVDEC pipeline could be built at all (``nvdec``: else why, and every clip went to PyAV).
 4. ``pipeline``: the in-process pipeline on CUDA (demo checkpoint), fp32 and fp16 (autocast), in videos/s,
    with PyAV decoding (``Predictor.predict``) and with the GPU decode step; one CPU fp32 pass as reference.
 5. ``agreement``: per clip, GPU vs CPU: P(fake) within 0.02 and the same identities (count, status).
 6. ``perf``: ``mintime serve --config-name gpu`` (the pip-installed tritonserver) under perf_analyzer at
-   concurrency 1, 4 and 16 over the shared clips: videos/s and latency percentiles.
+   concurrency 1, 4 and 16 over the shared clips: videos/s (one GPU) and latency percentiles.
+7. ``stages``: ``bench_pipeline.py`` on CUDA (seconds per stage), if time is left.
+
+``--plan`` prints the step plan (caps, the CPU seconds of the last dry run) and exits.
 
 ``--dry-run`` (no GPU needed): device ``cpu`` everywhere, DALI's CPU decoder in place of NVDEC (H.264 then
 takes the PyAV fallback), fp32 only, one pass, perf at concurrency 1 on the default (CPU) configs. Its
@@ -50,20 +57,39 @@ if str(REPO) not in sys.path:
 logger = logging.getLogger("gpu_check")
 
 SCHEMA = "mintime.gpu_check.v1"
-STEPS = ("env", "cuda_tests", "decode", "pipeline", "agreement", "stages", "perf")
+#: (step, cap in seconds on the GPU machine, what it measures), in run order. The caps sum to the default
+#: --budget-s; check.sh's unpacking and install come on top (~30-60 s), the machine's start before it.
+PLAN: tuple[tuple[str, int, str], ...] = (
+    ("env", 20, "versions, the numpy every import gets, the import closure"),
+    ("cuda_tests", 90, "pytest -m needs_cuda (DALI NVDEC, CUDA MTCNN, face stage on CUDA)"),
+    ("decode", 40, "NVDEC decode step vs PyAV: videos/s, path per clip, pixels"),
+    ("pipeline", 90, "in-process pipeline: CPU fp32 reference, CUDA fp32, fp16, GPU decode"),
+    ("agreement", 5, "GPU vs CPU: P(fake) within 0.02, same identities"),
+    ("perf", 135, "gpu variant under perf_analyzer, concurrency 1/4/16: videos/s per GPU"),
+    ("stages", 40, "bench_pipeline on CUDA: seconds per stage (if time is left)"),
+)
+STEPS = tuple(name for name, _, _ in PLAN)
+CAPS = {name: cap for name, cap, _ in PLAN}
+#: Triton's CUDA memory pool for the perf step's server: the GPU tensors in flight between the Python models
+#: (docker/entrypoint.sh's MINTIME_CUDA_POOL_MB default, 2048).
+CUDA_POOL_BYTES = 2048 * 1024 * 1024
 #: Agreement criterion between GPU and CPU runs of the pipeline.
 MAX_PROB_DIFF = 0.02
 PERF_CONCURRENCY = (1, 4, 16)
 
 
 class Budget:
-    """A wall-clock deadline shared by the steps."""
+    """A wall-clock deadline shared by the steps, and the running step's own cap."""
 
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
+        self.step_end = self.end
+
+    def start_step(self, cap: float | None) -> None:
+        self.step_end = self.end if cap is None else min(self.end, time.monotonic() + cap)
 
     def left(self) -> float:
-        return self.end - time.monotonic()
+        return min(self.end, self.step_end) - time.monotonic()
 
     def check(self, what: str, need: float = 0.0) -> None:
         if self.left() < need:
@@ -99,10 +125,18 @@ class Check:
     def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"status": "ok", "seconds": 0.0, "error": None, "result": None}
-        logger.info("== %s (%.0f s left)", name, self.budget.left())
+        self.current = entry
+        cap = None if self.dry else CAPS.get(name)
+        self.budget.start_step(None)
+        logger.info("== %s (%.0f s left, cap %s s)", name, self.budget.left(), cap)
+        entry["status"] = "running"
+        self.report["steps"][name] = entry
+        self.write()
         try:
             self.budget.check(name, need=5.0)
+            self.budget.start_step(cap)
             entry["result"] = fn()
+            entry["status"] = "ok"
         except TimeoutError as exc:
             entry.update(status="skipped", error=str(exc))
         except Exception as exc:  # a failed step is recorded; the next one runs
@@ -117,6 +151,11 @@ class Check:
             entry["seconds"],
             f": {entry['error']}" if entry["error"] else "",
         )
+        self.write()
+
+    def partial(self, result: dict[str, Any]) -> None:
+        """Record what the running step measured so far (kept if the step is cut off) and write the JSON."""
+        self.current["partial"] = result
         self.write()
 
     # -- inputs -----------------------------------------------------------------------------------------------
@@ -160,12 +199,31 @@ class Check:
             )
         elif not self.dry:
             raise RuntimeError("no CUDA device: run with --dry-run on a machine without a GPU")
-        for mod in ("nvidia.dali", "pytriton", "tritonclient", "av", "cv2", "dlib", "onnxruntime"):
+        import importlib
+        import importlib.metadata as md
+
+        for dist in ("nvidia-dali-cuda130", "nvidia-pytriton", "tritonclient", "av", "opencv-python-headless",
+                     "dlib-bin", "onnxruntime", "scipy", "ml-dtypes"):  # fmt: skip
             try:
-                m = __import__(mod, fromlist=["__version__"])
-                info[mod] = str(getattr(m, "__version__", "?"))
-            except Exception as exc:
-                info[mod] = f"missing ({type(exc).__name__})"
+                info[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                info[dist] = "missing"
+        info["numpy_file"] = np.__file__
+        # every third-party module the check (and the server's models) imports, imported now, with this numpy
+        from benchmarks.gpu.closure import OPTIONAL, PROVIDED, roots, third_party_modules
+
+        imports: dict[str, str] = {}
+        for module in sorted(third_party_modules(roots())):
+            if module in OPTIONAL or module in PROVIDED:
+                continue
+            try:
+                importlib.import_module(module)
+                imports[module] = "ok"
+            except Exception as exc:  # noqa: BLE001 - reported, the steps that need it will fail
+                imports[module] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        info["imports"] = imports
+        info["imports_failed"] = sorted(m for m, v in imports.items() if v != "ok")
+        info["nvidia.dali"] = info["nvidia-dali-cuda130"]
         smi = shutil.which("nvidia-smi")
         if smi:
             q = subprocess.run(
@@ -179,15 +237,27 @@ class Check:
         return info
 
     def step_cuda_tests(self) -> dict[str, Any]:
-        timeout = min(self.args.tests_timeout_s, max(self.budget.left() - 60, 10))
-        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "needs_cuda", "-p", "no:cacheprovider", "tests"]
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-        text = proc.stdout + proc.stderr
+        from benchmarks.gpu.closure import CUDA_TESTS_EXCLUDED, cuda_test_files
+
+        files = [str(p.relative_to(REPO)) for p in cuda_test_files(REPO)]
+        timeout = max(self.budget.left() - 5, 10)
+        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "needs_cuda", "-p", "no:cacheprovider", *files]
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+            text, code = proc.stdout + proc.stderr, proc.returncode
+        except subprocess.TimeoutExpired as exc:  # what ran is still reported
+            out = exc.stdout or b""
+            text = (
+                out.decode(errors="replace") if isinstance(out, bytes) else out
+            ) + f"\n[cut at {timeout:.0f} s]"
+            code = -1
         counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", text)}
         failed = re.findall(r"^FAILED (\S+)", text, flags=re.M)
-        result = {"returncode": proc.returncode, "counts": counts, "failed": failed, "tail": text[-3000:]}
-        if proc.returncode not in (0, 5):  # 5: nothing selected
-            raise AssertionError(f"needs_cuda tests failed: {failed or text[-500:]}")
+        result = {"returncode": code, "files": files, "excluded": CUDA_TESTS_EXCLUDED, "counts": counts,
+                  "failed": failed, "tail": text[-3000:]}  # fmt: skip
+        if code not in (0, 5):  # 5: nothing selected
+            self.partial(result)
+            raise AssertionError(f"needs_cuda tests failed (exit {code}): {failed or text[-500:]}")
         return result
 
     def step_decode(self) -> dict[str, Any]:
@@ -197,6 +267,7 @@ class Check:
         from mintime.video import decode_sampled
 
         decoder = GpuVideoDecoder(device_id=0, device="cpu" if self.dry else "mixed")
+        nvdec = "available" if decoder.prepare() else f"unavailable: {decoder.unavailable} (every clip: PyAV)"
         repeats = 1 if self.dry else self.args.repeats
         per_clip, t_step, t_pyav = [], 0.0, 0.0
         for path in self.clips():
@@ -231,10 +302,12 @@ class Check:
                     "mean_abs_diff_vs_pyav": None if diff is None else round(diff, 3),
                 }
             )
+            self.partial({"nvdec": nvdec, "clips": per_clip})
         n = len(per_clip)
         self.state["decoder"] = decoder
         return {
             "device": decoder.device,
+            "nvdec": nvdec,
             "num_frames": self.args.num_frames,
             "repeats": repeats,
             "clips": per_clip,
@@ -309,6 +382,7 @@ class Check:
             results, seconds = self._predict_all(predictor, decode, amp)
             runs[name] = results
             out[name] = {"seconds_per_pass": round(seconds, 3), "videos_per_s": round(n / seconds, 3)}
+            self.partial(dict(out))
         self.state["runs"] = runs
         self.state["clip_names"] = [p.name for p in self.clips()]
         return out
@@ -350,7 +424,7 @@ class Check:
         import tempfile
 
         device = "cpu" if self.dry else "cuda"
-        timeout = min(240.0, max(self.budget.left() - 90, 10))
+        timeout = max(self.budget.left() - 5, 10)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "stages.json"
             cmd = [sys.executable, str(REPO / "benchmarks" / "bench_pipeline.py"), "--device", device,
@@ -379,6 +453,7 @@ class Check:
             grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
             config_name=config, log_path=work / "tritonserver.log",
             startup_timeout=min(300, max(self.budget.left() - 60, 30)),
+            extra_args=[] if self.dry else [f"--cuda-memory-pool-byte-size=0:{CUDA_POOL_BYTES}"],
         )  # fmt: skip
         points = []
         with server:
@@ -409,6 +484,7 @@ class Check:
                 else:
                     row["error"] = (proc.stdout + proc.stderr)[-800:]
                 points.append(row)
+                self.partial({"config_name": config or "default", "points": points, "latency_unit": "ms"})
             log_tail = server.log_tail(20)
         ok = [p for p in points if "videos_per_s" in p]
         if not ok:
@@ -429,6 +505,7 @@ class Check:
             s["decode_videos_per_s"] = dec.get("videos_per_s_decode_step")
             s["pyav_videos_per_s"] = dec.get("videos_per_s_pyav")
             s["decode_paths"] = dec.get("paths")
+            s["nvdec"] = dec.get("nvdec")
         pipe = (steps.get("pipeline") or {}).get("result") or {}
         for k, v in pipe.items():
             if isinstance(v, dict) and "videos_per_s" in v:
@@ -440,17 +517,45 @@ class Check:
         agree = (steps.get("agreement") or {}).get("result") or {}
         if agree:
             s["gpu_cpu_agreement"] = agree.get("all_ok")
+        env = (steps.get("env") or {}).get("result") or {}
+        if env:
+            s["numpy"] = f"{env.get('numpy')} ({env.get('numpy_file')})"
+            s["imports_failed"] = env.get("imports_failed")
         self.report["summary"] = s
         self.report["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.write()
 
     def main(self) -> int:
-        for name in self.args.steps:
+        if self.args.plan:
+            print(plan_text(self.args.budget_s, self.args.out))
+            return 0
+        for name in [n for n in STEPS if n in self.args.steps]:
             self.run(name, getattr(self, f"step_{name}"))
         self.summarize()
         failed = [k for k, v in self.report["steps"].items() if v["status"] == "failed"]
         logger.info("wrote %s; failed steps: %s", self.args.out, failed or "none")
         return 1 if failed else 0
+
+
+def plan_text(budget_s: float, last: Path | None = None) -> str:
+    """The step plan: each step's cap on the GPU machine and, where a report exists at ``last`` (the last dry
+    run), its seconds there on the CPU."""
+    seconds: dict[str, Any] = {}
+    if last is not None and Path(last).is_file():
+        try:
+            seconds = {k: v.get("seconds") for k, v in json.loads(Path(last).read_text())["steps"].items()}
+        except (ValueError, KeyError):
+            seconds = {}
+    lines = [f"{'step':<11} {'cap (GPU)':>9} {'last CPU run':>12}  what"]
+    for name, cap, what in PLAN:
+        cpu = seconds.get(name)
+        cpu_text = "-" if cpu is None else f"{cpu:.0f} s"
+        lines.append(f"{name:<11} {cap:>7} s {cpu_text:>12}  {what}")
+    total = sum(CAPS.values())
+    lines.append(
+        f"{'total':<11} {total:>7} s  (--budget-s {budget_s:.0f}: steps past it are skipped, figures so far kept)"
+    )
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -467,8 +572,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed decodes per clip")
     parser.add_argument("--passes", type=int, default=2, help="timed pipeline passes over the clips")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget of the whole check")
-    parser.add_argument("--tests-timeout-s", type=float, default=150.0)
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=float(sum(CAPS.values())),
+        help="wall-clock budget of the whole check",
+    )
+    parser.add_argument("--plan", action="store_true", help="print the step plan and exit")
     parser.add_argument(
         "--stability-percentage",
         type=float,

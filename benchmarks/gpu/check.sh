@@ -6,9 +6,11 @@
 # On a lent GPU machine (no network), from the repository root, after the parts that
 # benchmarks/gpu/prepare.sh printed were carried to /tmp/bundle.tar and /tmp/extra.tar:
 #   BUNDLE_SHA256=<sum> EXTRA_SHA256=<sum> benchmarks/gpu/check.sh
-# Here, on the CPU (exercises the same steps, smaller; the JSON says dry_run):
+# Here, on the CPU (prints what would be carried and the step plan, then exercises the same steps, smaller; the
+# JSON says dry_run):
 #   benchmarks/gpu/check.sh --dry-run
-# Extra arguments go to check.py (e.g. --steps decode pipeline, --budget-s 300).
+# Extra arguments go to check.py (e.g. --steps decode pipeline, --budget-s 300). Results are written step by step
+# (and during the long steps) to $OUT/gpu_check.json: a run cut off by the device's limits still returns them.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
@@ -24,7 +26,8 @@ verify() {  # verify FILE EXPECTED_SHA256 (skipped when no sum is given)
   fi
 }
 
-# 1. wheels (DALI, nvidia-pytriton, tritonclient, numpy<2, the project's missing dependencies) into $SITE
+# 1. wheels (DALI, nvidia-pytriton, tritonclient, numpy 1.26: ONE numpy for everything, since the pip tritonserver's
+#    Python-backend stub needs numpy 1.x; closure.py checks that the rest imports with it) into $SITE
 if [ -f "$TMP/bundle.tar" ] && [ ! -f "$SITE/.installed" ]; then
   verify "$TMP/bundle.tar" "${BUNDLE_SHA256:-}"
   (cd "$TMP" && tar xf bundle.tar) || exit 3
@@ -64,5 +67,10 @@ python3 -m mintime.serving.install_stub >/dev/null 2>&1 \
 
 # 3. the check
 export PYTHONUNBUFFERED=1
+case " $* " in
+  *" --dry-run "*)  # what a GPU session would carry, in how many calls, and the time plan
+    python3 benchmarks/gpu/carry.py | tee "$OUT/gpu_carry.txt"
+    python3 benchmarks/gpu/check.py --plan --out "$OUT/gpu_check.json" | tee -a "$OUT/gpu_carry.txt" ;;
+esac
 python3 benchmarks/gpu/check.py --out "$OUT/gpu_check.json" --videos "$VIDEOS" "$@" 2>&1 | tee "$OUT/gpu_check.log"
 exit "${PIPESTATUS[0]}"

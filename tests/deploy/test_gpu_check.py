@@ -50,7 +50,15 @@ def test_dry_run_measures_every_in_process_step(tiny_clips: Path, tmp_path: Path
     assert [k for k, v in report["steps"].items() if v["status"] == "ok"] == steps
     env = report["steps"]["env"]["result"]
     assert env["cuda_available"] is False and env["nvidia.dali"].startswith("2.")
+    import numpy
+
+    assert env["numpy_file"] == numpy.__file__
+    # facenet-pytorch imports torchvision, whose only wheel for torch 2.13 fails on a CPU torch (environment.md);
+    # the device's torchvision 0.26 matches its torch 2.11
+    assert set(env["imports_failed"]) <= {"facenet_pytorch"}, env["imports_failed"]
+    assert {"av", "cv2", "nvidia.dali", "scipy", "torch", "tritonclient.grpc"} <= set(env["imports"])
     decode = report["steps"]["decode"]["result"]
+    assert decode["nvdec"] == "available"  # DALI's CPU decoder builds here (NVDEC's stand-in)
     paths = {c["clip"]: c["path"] for c in decode["clips"]}
     assert paths == {
         "a_h264.mp4": "pyav: DALI's CPU decoder has no h264 (only mjpeg, vp8, vp9)",
@@ -123,3 +131,102 @@ def test_check_sh_unpacks_the_carried_parts_and_refuses_a_broken_one(tiny_clips:
     clips = report["steps"]["decode"]["result"]["clips"]
     assert [c["clip"] for c in clips] == ["b_vp9.webm"] and clips[0]["path"] == "dali"
     assert (tmp_path / "out" / "gpu_check.log").is_file()
+    plan = (tmp_path / "out" / "gpu_carry.txt").read_text()  # --dry-run shows the carry and the step plan
+    assert plan.startswith("carry: ") and "cap (GPU)" in plan and "total" in plan
+
+
+# --- one numpy on the device: the check's import closure against the device's packages plus the bundle ----------
+
+from benchmarks.gpu import carry, closure  # noqa: E402
+from benchmarks.gpu.check import CAPS, PLAN  # noqa: E402
+
+needs_bundle_tool = pytest.mark.skipif(
+    not closure.GPU_BUNDLE.is_file(), reason=f"the shared wheel-bundle tool is not at {closure.GPU_BUNDLE}"
+)
+
+
+def test_the_pip_servers_python_backend_stub_needs_numpy_1(tmp_path: Path):
+    """nvidia-pytriton 0.7.0's stub for the device's Python 3.12 has a pybind11 without numpy 2 support."""
+    assert closure.stub_numpy_major(closure.pytriton_stub("3.12")) == 1
+    new, old = tmp_path / "new", tmp_path / "old"
+    new.write_bytes(b"\0pybind11 numpy._core.multiarray\0")
+    old.write_bytes(b"\0numpy.core.multiarray\0")
+    assert (closure.stub_numpy_major(new), closure.stub_numpy_major(old)) == (2, 1)
+
+
+@needs_bundle_tool
+def test_the_checks_imports_resolve_with_one_numpy_on_the_device():
+    res = closure.resolve()
+    assert res.ok, {"missing": res.missing, "conflicts": res.conflicts}
+    assert res.numpy == "1.26.4" and res.stub_numpy_major == 1
+    assert res.sources["numpy"] == "bundle 1.26.4"
+    for dist in (
+        "opencv-python-headless",
+        "scipy",
+        "ml-dtypes",
+        "av",
+        "nvidia-dali-cuda130",
+        "nvidia-pytriton",
+    ):
+        assert res.sources.get(dist, "").startswith("bundle "), (dist, res.sources.get(dist))
+    assert res.sources["torch"] == "device 2.11.0"
+    modules = closure.third_party_modules(closure.roots())
+    assert "mintime/faces/tracklets.py" in modules["scipy"], "lazy and module-level imports are both found"
+
+
+@needs_bundle_tool
+def test_the_closure_catches_a_numpy_2_package_or_a_missing_one():
+    bundle = closure.bundle_requirements()
+    without = lambda name: [r for r in bundle if r.name != name]  # noqa: E731
+    res = closure.resolve(
+        bundle=without("scipy")
+    )  # the device's scipy: built for its numpy 2.x, version unread
+    assert any(
+        c.startswith("scipy: the device's build (version not read) requires numpy") for c in res.conflicts
+    )
+    res = closure.resolve(bundle=without("av"))
+    assert any(m.startswith("av: neither in the bundle nor on the device") for m in res.missing)
+    from packaging.requirements import Requirement
+
+    res = closure.resolve(bundle=[*without("numpy"), Requirement("numpy==2.3.1")])
+    assert any("the pip tritonserver's Python-backend stub needs numpy 1.x" in c for c in res.conflicts)
+    assert any(c.startswith("facenet-pytorch 2.6.0 (bundle) requires numpy") for c in res.conflicts)
+
+
+def test_the_plan_puts_the_telling_steps_first_and_fits_eight_minutes():
+    assert [name for name, _, _ in PLAN][:6] == [
+        "env",
+        "cuda_tests",
+        "decode",
+        "pipeline",
+        "agreement",
+        "perf",
+    ]
+    assert sum(CAPS.values()) + carry.INSTALL_S <= 8 * 60
+    proc = _run(["--plan"], timeout=60)
+    assert proc.returncode == 0 and f"{'total':<11} {sum(CAPS.values()):>7} s" in proc.stdout
+
+
+def test_parts_are_packed_into_calls_under_the_limit(tmp_path: Path):
+    parts = []
+    for name, mib in [
+        ("p00", 14),
+        ("p01", 14),
+        ("p02", 14),
+        ("p03", 14),
+        ("p04", 6),
+        ("x00", 14),
+        ("x01", 3),
+    ]:
+        p = tmp_path / name
+        with open(p, "wb") as f:
+            f.truncate(mib * carry.MIB)  # sparse: only the size matters
+        parts.append(p)
+    calls = carry.pack(parts, room_mib=57.8)
+    assert [[p.name for p in c.parts] for c in calls] == [["p00", "p01", "p02", "p03"], ["p04", "x00", "x01"]]
+    assert calls[-1].last and not calls[0].last
+    cmd = carry.command(calls[1], "benchmarks/gpu/check.sh")
+    assert cmd == ("cat .gpu/parts/p04 >> /tmp/bundle.tar && cat .gpu/parts/x00 > /tmp/extra.tar && "
+                   "cat .gpu/parts/x01 >> /tmp/extra.tar && benchmarks/gpu/check.sh")  # fmt: skip
+    with pytest.raises(ValueError, match="more than a call can carry"):
+        carry.pack(parts, room_mib=10)
