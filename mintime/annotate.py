@@ -30,6 +30,9 @@ __all__ = [
     "label_text",
     "headline_text",
     "text_scale",
+    "wrap_text",
+    "frame_layout",
+    "draw_frame",
     "PALETTE",
 ]
 
@@ -56,9 +59,11 @@ def identity_colour(identity_id: int) -> tuple[int, int, int]:
     return PALETTE[int(identity_id) % len(PALETTE)]
 
 
-def text_scale(frame_height: int) -> float:
-    """OpenCV font scale for labels on a frame of this height (0.6 at 720 p, never below 0.4)."""
-    return max(0.4, 0.6 * frame_height / 720)
+def text_scale(frame_height: int, frame_width: int | None = None) -> float:
+    """OpenCV font scale for labels on a frame of this size: 0.6 at 720 p, never below 0.4. A narrow (portrait)
+    frame counts as the landscape frame of its width (its width x 9/16), so text that fits 1280 px fits it."""
+    size = frame_height if frame_width is None else min(frame_height, frame_width * 9 / 16)
+    return max(0.4, 0.6 * size / 720)
 
 
 def label_text(ident: dict[str, Any]) -> str:
@@ -123,6 +128,28 @@ def box_at(frames: np.ndarray, boxes: np.ndarray, t: int, hold: int) -> np.ndarr
     return None
 
 
+def _ink_for(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white text, whichever reads better on ``colour`` (relative luminance)."""
+    r, g, b = colour
+    return (0, 0, 0) if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else (255, 255, 255)
+
+
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (half-open pixels)
+
+
+def _thickness(scale: float) -> int:
+    return max(1, int(round(scale * 2)))
+
+
+def _panel_size(text: str, scale: float) -> tuple[int, int]:
+    """(width, height) of the filled panel that :func:`_text_on_panel` draws for ``text``."""
+    import cv2
+
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, _thickness(scale))
+    pad = max(2, int(round(th * 0.35)))
+    return tw + 2 * pad, th + base + 2 * pad
+
+
 def _text_on_panel(
     img: np.ndarray,
     text: str,
@@ -132,12 +159,12 @@ def _text_on_panel(
     fg: tuple[int, int, int],
     bg: tuple[int, int, int],
     alpha: float = 1.0,
-) -> int:
-    """Draw ``text`` with its top-left corner at ``org`` on a filled panel (blended by ``alpha``); returns the
-    panel's height. ``img`` is (H, W, 3) uint8 RGB, changed in place."""
+) -> Rect:
+    """Draw ``text`` with its top-left corner at ``org`` (kept inside the frame) on a filled panel (blended by
+    ``alpha``); returns the panel's rectangle. ``img`` is (H, W, 3) uint8 RGB, changed in place."""
     import cv2
 
-    thickness = max(1, int(round(scale * 2)))
+    thickness = _thickness(scale)
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
     pad = max(2, int(round(th * 0.35)))
     h, w = img.shape[:2]
@@ -149,13 +176,77 @@ def _text_on_panel(
         region = img[y0:y1, x0:x1].astype(np.float32)
         img[y0:y1, x0:x1] = (region * (1 - alpha) + np.asarray(bg, np.float32) * alpha).astype(np.uint8)
     cv2.putText(img, text, (x0 + pad, y0 + pad + th), _FONT, scale, fg, thickness, cv2.LINE_AA)
-    return y1 - y0
+    return x0, y0, x1, y1
 
 
-def _ink_for(colour: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Black or white text, whichever reads better on ``colour`` (relative luminance)."""
-    r, g, b = colour
-    return (0, 0, 0) if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else (255, 255, 255)
+def wrap_text(text: str, scale: float, max_width: int) -> list[str]:
+    """``text`` cut at spaces into lines whose panels are at most ``max_width`` pixels wide (a single word wider
+    than that keeps its own line)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _panel_size(f"{lines[-1]} {word}", scale)[0] <= max_width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(x: int, y: int, size: tuple[int, int], frame: tuple[int, int]) -> Rect:
+    """The rectangle of a panel of ``size`` at ``(x, y)``, moved inside a frame of (height, width)."""
+    (pw, ph), (h, w) = size, frame
+    x, y = max(0, min(x, w - pw)), max(0, min(y, h - ph))
+    return x, y, x + pw, y + ph
+
+
+def frame_layout(
+    frame: tuple[int, int],
+    boxes: Sequence[tuple[np.ndarray, dict[str, Any]]],
+    headline: str,
+    notes: Sequence[str] = (),
+) -> tuple[list[tuple[str, float, Rect]], list[tuple[str, float, Rect]]]:
+    """Where the text of one frame goes: (banner lines, identity labels), each ``(text, scale, rectangle)``.
+
+    The banner (the verdict, then the notes) sits at the top left, each line cut to the frame's width. Each label
+    goes above its box, else below it, else inside its top edge, else the nearest free place down or up: never
+    over the banner or over another label (crowds), always inside the frame.
+
+    Args:
+        frame: (height, width) in pixels.
+        boxes: (box [x1, y1, x2, y2], identity JSON) per visible identity.
+        headline, notes: the banner's lines.
+    """
+    h, w = frame
+    scale = text_scale(h, w)
+    margin = max(4, int(round(h / 100)))
+    banner: list[tuple[str, float, Rect]] = []
+    y = margin
+    for text, s in [(headline, scale * 1.4), *((n, scale) for n in notes)]:
+        for part in wrap_text(text, s, w - 2 * margin):
+            rect = _inside(margin, y, _panel_size(part, s), frame)
+            banner.append((part, s, rect))
+            y = rect[3]
+    taken = [rect for _, _, rect in banner]
+    labels: list[tuple[str, float, Rect]] = []
+    for box, ident in boxes:
+        text = label_text(ident)
+        size = _panel_size(text, scale)
+        x1, y1, _, y2 = (int(round(v)) for v in box)
+        tries = [y1 - size[1], y2, y1]  # above, below, inside the top edge
+        step = max(1, size[1] // 2)
+        tries += [*range(y1, h, step), *range(y1, -1, -step)]  # then further down, then further up
+        rect = _inside(x1, tries[0], size, frame)  # no free place at all: above the box, as before
+        for t in tries:
+            candidate = _inside(x1, t, size, frame)
+            if not any(_overlaps(candidate, other) for other in taken):
+                rect = candidate
+                break
+        labels.append((text, scale, rect))
+        taken.append(rect)
+    return banner, labels
 
 
 def draw_frame(
@@ -164,7 +255,7 @@ def draw_frame(
     headline: str,
     notes: Sequence[str] = (),
 ) -> np.ndarray:
-    """Annotate one frame in place.
+    """Annotate one frame in place: the boxes, then the banner, then the labels (:func:`frame_layout`).
 
     Args:
         img: (H, W, 3) uint8 RGB, contiguous.
@@ -178,24 +269,17 @@ def draw_frame(
     import cv2
 
     h = img.shape[0]
-    scale = text_scale(h)
     line = max(2, int(round(h / 300)))
     for box, ident in boxes:
-        colour = identity_colour(ident["id"])
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(img, (x1, y1), (x2, y2), colour, line if ident.get("fake_score") is not None else 1)
-        text = label_text(ident)
-        (_, th), base = cv2.getTextSize(text, _FONT, scale, max(1, int(round(scale * 2))))
-        panel_h = th + base + 2 * max(2, int(round(th * 0.35)))
-        top = y1 - panel_h if y1 - panel_h >= 0 else y2  # above the box, or below it at the top edge
-        _text_on_panel(img, text, (x1, top), scale, fg=_ink_for(colour), bg=colour)
-    margin = max(4, int(round(h / 100)))
-    y = margin
-    y += _text_on_panel(
-        img, headline, (margin, y), scale * 1.4, fg=(255, 255, 255), bg=_PANEL, alpha=_PANEL_ALPHA
-    )
-    for note in notes:
-        y += _text_on_panel(img, note, (margin, y), scale, fg=(255, 255, 255), bg=_PANEL, alpha=_PANEL_ALPHA)
+        width = line if ident.get("fake_score") is not None else 1
+        cv2.rectangle(img, (x1, y1), (x2, y2), identity_colour(ident["id"]), width)
+    banner, labels = frame_layout(img.shape[:2], boxes, headline, notes)
+    for text, s, rect in banner:
+        _text_on_panel(img, text, rect[:2], s, fg=(255, 255, 255), bg=_PANEL, alpha=_PANEL_ALPHA)
+    for (text, s, rect), (_, ident) in zip(labels, boxes, strict=True):
+        colour = identity_colour(ident["id"])
+        _text_on_panel(img, text, rect[:2], s, fg=_ink_for(colour), bg=colour)
     return img
 
 

@@ -127,3 +127,49 @@ def test_result_notes_name_the_model_and_its_caveat():
     ]
     assert result_notes({"model": {"name": "x", "caveat": None}}) == ["model: x"]
     assert result_notes({}) == []
+
+
+def _ident(i: int, score: float = 0.5) -> dict:
+    return {"id": i, "fake_score": score, "attention": 0.5}
+
+
+def test_the_caveat_wraps_inside_a_portrait_frame():
+    from mintime.annotate import frame_layout
+    from mintime.networks import DEMO_CAVEAT
+
+    h, w = 1280, 720  # a 720-px portrait frame (dfdc_portrait)
+    notes = [f"model: {'mintime-demo-synthetic-v1'}", DEMO_CAVEAT]
+    banner, _ = frame_layout((h, w), [], "PRISTINE: P(fake) = 0.006", notes)
+    assert all(0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h for _, _, (x0, y0, x1, y1) in banner)
+    assert len(banner) > 3, "the caveat is cut into lines"
+    assert " ".join(text for text, _, _ in banner[2:]) == DEMO_CAVEAT, "no word is lost"
+    assert text_scale(h, w) < text_scale(h)
+
+
+def test_labels_keep_clear_of_the_banner_and_of_each_other():
+    from mintime.annotate import frame_layout
+    from mintime.networks import DEMO_CAVEAT
+
+    def overlap(a, b):
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    notes = ["model: mintime-demo-synthetic-v1", DEMO_CAVEAT]
+    two = [  # two people near the top of a 720p frame, under the banner (two_people_one_fake_720p)
+        (np.array([40, 60, 240, 300], np.float32), _ident(0)),
+        (np.array([700, 70, 900, 310], np.float32), _ident(1)),
+    ]
+    crowd = [  # eight faces side by side and stacked (street_crowd)
+        (
+            np.array([300 + 70 * (i % 4), 200 + 30 * (i // 4), 360 + 70 * (i % 4), 260 + 30 * (i // 4)]),
+            _ident(i),
+        )
+        for i in range(8)
+    ]
+    for boxes in (two, crowd):
+        banner, labels = frame_layout((720, 1280), boxes, "FAKE: P(fake) = 0.941", notes)
+        assert [text for text, _, _ in labels] == [label_text(ident) for _, ident in boxes]
+        rects = [rect for _, _, rect in labels]
+        for i, rect in enumerate(rects):
+            assert 0 <= rect[0] and rect[2] <= 1280 and 0 <= rect[1] and rect[3] <= 720
+            assert not any(overlap(rect, b) for _, _, b in banner), ("label under the banner", rect)
+            assert not any(overlap(rect, other) for other in rects[i + 1 :]), ("labels overlap", rect)
