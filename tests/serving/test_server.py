@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,42 +110,24 @@ def test_serve_arguments():
     assert args.config_name == "production" and args.grpc_port == 9001
 
 
-#: A stand-in tritonserver: answers ``/v2/health/ready`` on its --http-port and listens on its --grpc-port.
+#: A stand-in tritonserver: listens on its --grpc-port and serves the folder of its log (where
+#: :func:`_ready_folder` wrote ``v2/health/ready``) on its --http-port, so ``/v2/health/ready`` answers 200.
 FAKE_TRITON = """#!{python}
-import http.server, socket, sys
+import functools, http.server, socket, sys
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 grpc = socket.socket()
 grpc.bind(("127.0.0.1", int(args["grpc-port"])))
 grpc.listen()
-
-class Ready(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-http.server.HTTPServer(("127.0.0.1", int(args["http-port"])), Ready).serve_forever()
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory="{folder}")
+http.server.HTTPServer(("127.0.0.1", int(args["http-port"])), handler).serve_forever()
 """
 
 
-def _ready_responder(port: int):
-    """Another process's server answering ready on ``port`` (here: a thread of this one)."""
-    import http.server
-    import threading
-
-    class Ready(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.HTTPServer(("127.0.0.1", port), Ready)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
+def _ready_folder(root: Path) -> Path:
+    """A folder whose static HTTP server answers ``GET /v2/health/ready`` with 200."""
+    (root / "v2" / "health").mkdir(parents=True, exist_ok=True)
+    (root / "v2" / "health" / "ready").write_text("")
+    return root
 
 
 def _fake_server(tmp_path: Path, script: str, **ports: int) -> TritonServer:
@@ -183,19 +166,36 @@ def test_a_taken_port_is_refused_before_start(taken: str, tmp_path: Path, capsys
 def test_readiness_trusts_only_our_process(tmp_path: Path) -> None:
     """Another server answering ready on our HTTP port is not our server being ready; ours is."""
     server = _fake_server(tmp_path, "#!/bin/sh\nexec sleep 60\n")
-    other = _ready_responder(server.http_port)
+    folder = _ready_folder(tmp_path / "static")
+    other = subprocess.Popen(  # another process's server, answering ready on our HTTP port
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(server.http_port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            folder,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         server.process = subprocess.Popen([str(server.binary())])
+        deadline = time.monotonic() + 10
+        while not server.is_ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert server.is_ready(), "the other server answers the probe"
         assert not server.owns_ports()
         with pytest.raises(ServerStartError, match="not ready after 2 s"):
             server.wait_ready(2.0)
     finally:
-        other.shutdown()
-        other.server_close()
+        other.kill()
+        other.wait()
         server.stop(timeout=5)
 
-    ours = _fake_server(tmp_path, FAKE_TRITON.format(python=sys.executable))
+    ours = _fake_server(tmp_path, FAKE_TRITON.format(python=sys.executable, folder=folder))
     with ours:
         assert ours.owns_ports() and ours.is_ready()
 
