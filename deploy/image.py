@@ -15,7 +15,7 @@ Commands (``--release`` defaults to the table's ``default`` row)::
 
 The install set is the ``core`` and ``export`` extras of ``pyproject.toml`` plus the row's TensorRT bindings
 (``--no-deps``: the libraries are the image's own libnvinfer) and the row's DALI (the same version as the
-image's DALI backend, so that ``model.dali`` files and in-process pipelines agree with it). A few packages
+image's DALI backend: the in-process NVDEC pipeline is built and checked by the DALI the image ships). A few packages
 cannot come as wheels for every platform: ``face-recognition-models`` is an sdist of model files, and
 ``facenet-pytorch`` pins an old torch and is installed ``--no-deps``.
 """

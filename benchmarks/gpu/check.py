@@ -440,7 +440,7 @@ class Check:
         import csv
 
         from benchmarks.perf.make_input_data import write_input_data
-        from benchmarks.perf.run_perf import PerfPoint, build_command, find_perf_analyzer
+        from benchmarks.perf.run_perf import find_perf_analyzer
         from mintime.serving.server import TritonServer, free_port
 
         binary, env = find_perf_analyzer()
@@ -459,14 +459,9 @@ class Check:
         with server:
             for c in levels:
                 self.budget.check(f"perf concurrency {c}", need=30)
-                point = PerfPoint("gpucheck", c)
                 csv_path = work / f"c{c}.csv"
-                count = max(2 * c, 4) if not self.dry else 2
-                cmd = build_command(
-                    binary, point, csv_path=csv_path, input_data=data, url=server.grpc_url,
-                    request_count=count, max_trials=4, stability_percentage=self.args.stability_percentage,
-                    metrics_url=server.metrics_url,
-                )  # fmt: skip
+                cmd = perf_command(binary, c, csv_path=csv_path, input_data=data, url=server.grpc_url,
+                                   metrics_url=server.metrics_url, dry=self.dry)  # fmt: skip
                 proc = subprocess.run(
                     cmd, env=env, capture_output=True, text=True, timeout=max(self.budget.left() - 20, 10)
                 )
@@ -537,6 +532,19 @@ class Check:
         return 1 if failed else 0
 
 
+def perf_command(
+    binary: str | os.PathLike, concurrency: int, *, csv_path: Path, input_data: Path, url: str,
+    metrics_url: str | None, dry: bool = False,
+) -> list[str]:  # fmt: skip
+    """perf_analyzer's argv for one concurrency level: a fixed sample of requests (2 per concurrent slot, at least
+    4; 2 in a dry run), no stability search (it would not settle in the time a level has)."""
+    from benchmarks.perf.run_perf import PerfPoint, build_command
+
+    count = 2 if dry else max(2 * concurrency, 4)
+    return build_command(binary, PerfPoint("gpucheck", concurrency), csv_path=csv_path, input_data=input_data,
+                         url=url, requests=count, metrics_url=metrics_url)  # fmt: skip
+
+
 def plan_text(budget_s: float, last: Path | None = None) -> str:
     """The step plan: each step's cap on the GPU machine and, where a report exists at ``last`` (the last dry
     run), its seconds there on the CPU."""
@@ -579,13 +587,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="wall-clock budget of the whole check",
     )
     parser.add_argument("--plan", action="store_true", help="print the step plan and exit")
-    parser.add_argument(
-        "--stability-percentage",
-        type=float,
-        default=200.0,
-        help="perf_analyzer's window-to-window tolerance: loose, so that a one-shot run always yields a figure "
-        "(the JSON keeps every window's throughput in the CSV row)",
-    )
     return parser.parse_args(argv)
 
 

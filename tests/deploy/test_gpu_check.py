@@ -230,3 +230,19 @@ def test_parts_are_packed_into_calls_under_the_limit(tmp_path: Path):
                    "cat .gpu/parts/x01 >> /tmp/extra.tar && benchmarks/gpu/check.sh")  # fmt: skip
     with pytest.raises(ValueError, match="more than a call can carry"):
         carry.pack(parts, room_mib=10)
+
+
+def test_the_perf_step_builds_a_valid_perf_analyzer_command(tmp_path: Path):
+    """The perf step's command, built as the step builds it (it once passed arguments build_command lacked)."""
+    from benchmarks.gpu.check import perf_command
+
+    cmd = perf_command("/bin/pa", 16, csv_path=tmp_path / "c16.csv", input_data=tmp_path / "v.json",
+                       url="127.0.0.1:8001", metrics_url="http://127.0.0.1:8002/metrics")  # fmt: skip
+    text = " ".join(cmd)
+    assert "--concurrency-range 16:16" in text and "--request-count 32" in text
+    assert (
+        "-u 127.0.0.1:8001" in text and "--collect-metrics" in text and "--stability-percentage" not in text
+    )
+    dry = perf_command("/bin/pa", 1, csv_path=tmp_path / "c1.csv", input_data=tmp_path / "v.json",
+                       url="127.0.0.1:8001", metrics_url=None, dry=True)  # fmt: skip
+    assert "--request-count 2" in " ".join(dry)
