@@ -425,7 +425,8 @@ def test_entrypoint_gives_tritonserver_a_cuda_pool_per_gpu(tmp_path):
     assert f"--cuda-memory-pool-byte-size=0:{pool} --cuda-memory-pool-byte-size=1:{pool}" in server
     assert server.endswith("--log-verbose=1") and "--model-config-name=production" in server
     assert f"mintime export --trt --if-missing --model-repository {models}" in out.stdout
-    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")  # nvidia-smi lists nothing: GPU 0, default size
+    # nvidia-smi lists nothing: GPU 0, default size
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")
     env.pop("MINTIME_CUDA_POOL_MB")
     out = subprocess.run(["bash", str(ENTRYPOINT)], capture_output=True, text=True, env=env, timeout=30)
     server = next(line for line in out.stdout.splitlines() if line.startswith("tritonserver "))
