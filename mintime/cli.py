@@ -43,7 +43,12 @@ _EXTERNAL = {
     "train": ("training.cli", "add_train_arguments", "run_train", "train MINTIME or the baseline"),
     "evaluate": ("training.cli", "add_evaluate_arguments", "run_evaluate", "evaluate a checkpoint on a list"),
     "synth": ("training.cli", "add_synth_arguments", "run_synth", "build the synthetic forgery benchmark"),
-    "sbi": ("training.cli", "add_sbi_arguments", "run_sbi", "train a detector on real faces (self-blended images)"),
+    "sbi": (
+        "training.cli",
+        "add_sbi_arguments",
+        "run_sbi",
+        "train a detector on real faces (self-blended images)",
+    ),
 }
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
@@ -289,10 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         try:
             mod = importlib.import_module(module)
-        except ImportError as exc:  # an optional part is not installed
+            getattr(mod, add_fn)(p)  # may import what the subcommand's options need
+        except ImportError as exc:  # an optional part is not installed: only this subcommand is unavailable
             p.set_defaults(func=_missing(name, exc))
             continue
-        getattr(mod, add_fn)(p)
         p.set_defaults(func=getattr(mod, run_fn))
     return parser
 
