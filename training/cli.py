@@ -519,7 +519,7 @@ def run_synth(args: argparse.Namespace) -> int:
 # --- sbi ---------------------------------------------------------------------------------------------------------
 def add_sbi_arguments(p: argparse.ArgumentParser) -> None:
     """``mintime sbi --real DIR --out RUN [--validation DIR]``."""
-    from training.sbi_train import SbiConfig
+    from training.sbi_config import SbiConfig
 
     d = SbiConfig()
     _describe(
@@ -563,7 +563,8 @@ def run_sbi(args: argparse.Namespace) -> int:
     import time
 
     from training.sbi_bank import build_bank
-    from training.sbi_train import SbiConfig, run
+    from training.sbi_config import SbiConfig
+    from training.sbi_train import run
 
     if not args.real.exists():
         raise FileNotFoundError(f"real video folder not found: {args.real}")

@@ -18,6 +18,11 @@ from one real image:
    then softened by two Gaussian blurs (the first one thresholded, so the soft edge can sit inside the hull).
 3. **Blend**: ``fake = source * r*M + target * (1 - r*M)`` with a random ratio ``r`` (1 most often).
 
+Two additions to the paper's transforms, for face swaps of camera footage: the mask's upper edge may be raised
+towards the hairline (swap masks often cover the forehead), and the target (the whole frame, and so the real
+member of a pair too) may carry camera noise that the pasted face lacks, while the source may be smoothed
+edge-preservingly (the clean skin of a generated face).
+
 All draws come from one :class:`numpy.random.Generator` (:func:`sample_params`), so a fixed seed reproduces an
 image exactly, and one :class:`SbiParams` can be applied to every frame of a track (:func:`self_blend` with
 the frame's own landmarks): the same manipulation along a whole identity, as a face swap does.
@@ -44,6 +49,7 @@ __all__ = [
     "sample_params",
     "face_mask",
     "make_source",
+    "camera_noise",
     "self_blend",
 ]
 
@@ -66,8 +72,9 @@ class SbiParams:
         brightness: additive brightness, 0..255 units.
         contrast: multiplicative contrast around the mean.
         frequency: ``"down"`` (down- and up-sampling by ``freq_amount``), ``"sharpen"`` (unsharp mask of
-            strength ``freq_amount``) or ``"none"``.
-        freq_amount: scale factor in (0, 1) for ``"down"``; strength for ``"sharpen"``.
+            strength ``freq_amount``), ``"smooth"`` (edge-preserving bilateral smoothing, the "clean skin" of a
+            generated face, mixed in with weight ``freq_amount``) or ``"none"``.
+        freq_amount: scale factor in (0, 1) for ``"down"``; strength for ``"sharpen"`` and ``"smooth"``.
         scale: source scale around the face centre (x, y).
         shift: source shift (x, y), fraction of the face box side.
         region: a key of :data:`MASK_REGIONS`.
@@ -76,6 +83,12 @@ class SbiParams:
         morph: erosion (< 0) or dilation (> 0) of the hull mask, fraction of the face side.
         blur: the two Gaussian blur sigmas of the mask, fraction of the face side.
         ratio: blend ratio r: the mask is multiplied by it.
+        forehead: the hull's upper edge is raised above the brows by this fraction of the brow-to-nose
+            distance (swap masks often reach the hairline); 0 = the brows.
+        noise: sigma (0..255 units) of camera noise on the target only: the pasted face lacks the sensor noise
+            of the frame around it (0 = none). The real member of a pair carries the same noise
+            (:func:`camera_noise`).
+        noise_seed: seed of that noise pattern.
     """
 
     channel_shift: tuple[float, float, float]
@@ -92,6 +105,9 @@ class SbiParams:
     morph: float
     blur: tuple[float, float]
     ratio: float
+    forehead: float = 0.0
+    noise: float = 0.0
+    noise_seed: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -105,7 +121,7 @@ def sample_params(rng: np.random.Generator, *, strength: float = 1.0) -> SbiPara
         strength: multiplies every colour, frequency and geometric change (1 = the defaults above).
     """
     s = float(strength)
-    freq = str(rng.choice(["down", "sharpen", "none"], p=[0.45, 0.3, 0.25]))
+    freq = str(rng.choice(["down", "sharpen", "smooth", "none"], p=[0.3, 0.25, 0.3, 0.15]))
     amount = (
         float(rng.uniform(1.0 - 0.5 * s, 1.0 - 0.1 * s))
         if freq == "down"
@@ -132,6 +148,9 @@ def sample_params(rng: np.random.Generator, *, strength: float = 1.0) -> SbiPara
         morph=float(rng.uniform(-0.08, 0.04)),
         blur=(float(rng.uniform(0.01, 0.05)), float(rng.uniform(0.01, 0.04))),
         ratio=float(rng.choice([0.5, 0.75, 1.0, 1.0, 1.0, 1.0])),
+        forehead=float(rng.uniform(0.2, 0.8)) if rng.random() < 0.5 else 0.0,
+        noise=float(rng.uniform(1.0, 5.0)) if rng.random() < 0.5 else 0.0,
+        noise_seed=int(rng.integers(0, 2**31 - 1)),
     )
 
 
@@ -152,7 +171,11 @@ def face_mask(landmarks: np.ndarray, shape: tuple[int, int], params: SbiParams) 
         (H, W) float32 in [0, 1] (before the blend ratio).
     """
     h, w = shape
-    pts = np.asarray(landmarks, np.float64)[list(MASK_REGIONS[params.region])]
+    lm = np.asarray(landmarks, np.float64)
+    pts = lm[list(MASK_REGIONS[params.region])]
+    if params.forehead > 0 and params.region != "lower":
+        brows = lm[17:27]
+        pts = np.concatenate([pts, brows + (brows - lm[33]) * params.forehead])
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     centre = hull.mean(0)
     base, amp, phase, order = params.outline
@@ -198,6 +221,9 @@ def _frequency(x: np.ndarray, p: SbiParams) -> np.ndarray:
             interpolation=cv2.INTER_AREA,
         )
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if p.frequency == "smooth":
+        smooth = cv2.bilateralFilter(np.clip(x, 0, 255).astype(np.float32), 5, 20.0, 3.0)
+        return x + p.freq_amount * (smooth - x)
     if p.frequency == "sharpen":
         soft = cv2.GaussianBlur(x, (0, 0), 1.0)
         return x + p.freq_amount * (x - soft)
@@ -220,6 +246,14 @@ def make_source(img: np.ndarray, landmarks: np.ndarray, p: SbiParams) -> np.ndar
     return cv2.warpAffine(x, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def camera_noise(img: np.ndarray, params: SbiParams) -> np.ndarray:
+    """The frame with the draw's camera noise (the real member of a pair, and the target); ``img`` when none."""
+    if params.noise <= 0:
+        return img
+    noise = np.random.default_rng(params.noise_seed).normal(0.0, params.noise, img.shape).astype(np.float32)
+    return np.clip(np.rint(img.astype(np.float32) + noise), 0, 255).astype(np.uint8)
+
+
 def self_blend(img: np.ndarray, landmarks: np.ndarray, params: SbiParams) -> tuple[np.ndarray, np.ndarray]:
     """One self-blended fake of a real frame.
 
@@ -230,17 +264,18 @@ def self_blend(img: np.ndarray, landmarks: np.ndarray, params: SbiParams) -> tup
 
     Returns:
         ``(fake, weight)``: (H, W, 3) uint8, and the (H, W) float32 blending weight ``r * M`` in [0, 1]; pixels
-        where the weight is 0 are exactly those of ``img``.
+        where the weight is 0 are exactly those of :func:`camera_noise` ``(img, params)`` (the real it pairs with).
     """
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"img must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
     lm = np.asarray(landmarks, np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"landmarks must be (68, 2), got {lm.shape}")
+    target = camera_noise(img, params)
     weight = face_mask(lm, img.shape[:2], params) * np.float32(params.ratio)
-    source = make_source(img, lm, params)
+    source = make_source(img, lm, params)  # from the clean frame: the pasted face has no camera noise
     w3 = weight[..., None]
-    blended = source * w3 + img.astype(np.float32) * (1.0 - w3)
+    blended = source * w3 + target.astype(np.float32) * (1.0 - w3)
     out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    out[weight <= 0] = img[weight <= 0]
+    out[weight <= 0] = target[weight <= 0]
     return out, weight

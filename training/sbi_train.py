@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,9 @@ from torch import Tensor, nn
 from mintime import contract
 from mintime.faces.crops import resize_for_model, square_crop_box
 from mintime.fileio import atomic_write
-from training.sbi import SbiParams, sample_params, self_blend
+from training.sbi import SbiParams, camera_noise, sample_params, self_blend
 from training.sbi_bank import FrameBank
+from training.sbi_config import SbiConfig
 from training.video_eval import bootstrap_auc, pair_accuracy, pairs_of, read_labels, roc_auc
 
 __all__ = [
@@ -58,44 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SbiConfig:
-    """The recipe's settings (``mintime sbi --help`` lists them)."""
-
-    bank: str = "outputs/sbi/bank"
-    out: str = "outputs/sbi/run"
-    validation: str | None = None
-    seed: int = 0
-    threads: int = 2
-    # frames
-    frame_minutes: float = 60.0
-    frame_batch_pairs: int = 12
-    frame_lr: float = 2e-4
-    frame_weight_decay: float = 1e-4
-    frozen_blocks: int = 3
-    eval_every: int = 250
-    holdout_fraction: float = 0.05
-    face_side: tuple[float, float] = (48.0, 160.0)
-    strength: float = 1.0
-    # tracks
-    track_videos: int = 600
-    # temporal
-    temporal_epochs: int = 30
-    temporal_batch: int = 32
-    temporal_lr: float = 3e-4
-    temporal: dict[str, Any] = field(
-        default_factory=lambda: {
-            "dim": 128,
-            "depth": 2,
-            "heads": 4,
-            "dim_head": 32,
-            "attn_dropout": 0.1,
-            "ff_dropout": 0.1,
-        }
-    )
-    target_fpr: float = 0.1
 
 
 # --- degradation and the training crop ---------------------------------------------------------------------------
@@ -223,9 +186,10 @@ class PairDataset(torch.utils.data.Dataset):
         j = int(self.indices[i])
         rng = np.random.default_rng([self.cfg.seed, self.epoch, j])
         frame, box, lm = self.bank.frames[j], self.bank.boxes[j], self.bank.landmarks[j]
-        fake, _ = self_blend(frame, lm, sample_params(rng, strength=self.cfg.strength))
+        params = sample_params(rng, strength=self.cfg.strength)
+        fake, _ = self_blend(frame, lm, params)
         deg = sample_degradation(rng, self.cfg.face_side)
-        real_crop, _ = training_crop(frame, box, deg)
+        real_crop, _ = training_crop(camera_noise(frame, params), box, deg)
         fake_crop, _ = training_crop(fake, box, deg)
         return to_input(np.stack([real_crop, fake_crop]))
 
@@ -356,7 +320,7 @@ def train_frames(
         if val is not None:
             rec.update(score_report(frame_scores(model, val), val))
         done["history"].append(rec)
-        better = (
+        better = rec["step"] > 0 and (  # step 0 (the ImageNet start, random head) is only a reference
             val is None
             or done["best"] is None
             or rec["auc"] + 0.5 * rec["pairs"] >= done["best"]["auc"] + 0.5 * done["best"]["pairs"]
@@ -470,7 +434,7 @@ def track_crops(
     for j in rows:
         frame = bank.frames[j]
         blended, _ = self_blend(frame, bank.landmarks[j], params)
-        r, side = training_crop(frame, bank.boxes[j], deg)
+        r, side = training_crop(camera_noise(frame, params), bank.boxes[j], deg)
         f, _ = training_crop(blended, bank.boxes[j], deg)
         real.append(r)
         fake.append(f)

@@ -15,7 +15,7 @@ import torch
 
 from tests.conftest import DATA
 from training import sbi
-from training.sbi import MASK_REGIONS, sample_params, self_blend
+from training.sbi import MASK_REGIONS, camera_noise, sample_params, self_blend
 
 REAL_FACES = DATA / "real_faces" / "arabic_news"
 
@@ -88,13 +88,17 @@ def test_mask_lies_on_the_face_and_blend_changes_only_masked_pixels(bank):
             assert fake.shape == frame.shape and fake.dtype == np.uint8
             assert weight.dtype == np.float32 and 0.0 <= weight.min() and weight.max() <= p.ratio + 1e-6
             # the soft mask stays within the face (its hull grown by the largest outline push and blur)
-            assert not (weight > 0.05)[~_hull_mask(lm, frame.shape[:2], 0.45)].any()
-            # and covers the face's centre (nose) at full ratio for a plain blend
-            nose = np.round(lm[30]).astype(int)
-            assert weight[nose[1], nose[0]] == pytest.approx(p.ratio, abs=0.02)
-            # outside the mask nothing changes
-            np.testing.assert_array_equal(fake[weight == 0], frame[weight == 0])
-            changed_inside += int(np.abs(fake.astype(int) - frame.astype(int))[weight >= 0.45].max() > 0)
+            # (with the forehead: the brows raised by p.forehead of their distance to the nose's base)
+            brows = lm[17:27] + (lm[17:27] - lm[33]) * p.forehead
+            face = np.concatenate([lm, brows])
+            assert not (weight > 0.05)[~_hull_mask(face, frame.shape[:2], 0.45)].any()
+            # and reaches the full ratio on the nose (the face's centre)
+            nose = np.round(lm[27:36]).astype(int)
+            assert weight[nose[:, 1], nose[:, 0]].max() >= 0.95 * p.ratio
+            # outside the mask the fake is its real (the frame with the draw's camera noise, if any)
+            real = camera_noise(frame, p)
+            np.testing.assert_array_equal(fake[weight == 0], real[weight == 0])
+            changed_inside += int(np.abs(fake.astype(int) - real.astype(int))[weight >= 0.45].max() > 0)
     assert (
         changed_inside >= 3 * len(bank) - 2
     )  # a draw can be (almost) an identity; nearly all change the face
@@ -105,12 +109,38 @@ def test_blends_are_subtle(bank):
     rng = np.random.default_rng(2)
     diffs = []
     for i in range(len(bank)):
-        fake, weight = self_blend(bank.frames[i], bank.landmarks[i], sample_params(rng))
+        p = sample_params(rng)
+        fake, weight = self_blend(bank.frames[i], bank.landmarks[i], p)
+        real = camera_noise(bank.frames[i], p)
         inside = weight >= 0.45
-        diffs.append(
-            np.abs(fake[inside].astype(float).mean(0) - bank.frames[i][inside].astype(float).mean(0)).max()
-        )
+        diffs.append(np.abs(fake[inside].astype(float).mean(0) - real[inside].astype(float).mean(0)).max())
     assert np.median(diffs) < 10.0
+
+
+def test_the_pasted_face_lacks_the_camera_noise_of_its_frame(bank):
+    import dataclasses
+
+    plain = dataclasses.replace(
+        sample_params(np.random.default_rng(4)),
+        channel_shift=(0.0, 0.0, 0.0),
+        hue=0.0,
+        saturation=1.0,
+        brightness=0.0,
+        contrast=1.0,
+        frequency="none",
+        scale=(1.0, 1.0),
+        shift=(0.0, 0.0),
+        ratio=1.0,
+        noise=4.0,
+    )
+    frame, lm = bank.frames[0], bank.landmarks[0]
+    fake, weight = self_blend(frame, lm, plain)
+    real = camera_noise(frame, plain)
+    inside, outside = weight >= 0.999, weight == 0
+    diff_real = real.astype(float) - frame
+    assert 3.5 < diff_real[outside].std() < 4.5  # the real (and the target) carry the noise
+    np.testing.assert_array_equal(fake[inside], frame[inside])  # the pasted face is the clean frame
+    assert camera_noise(frame, dataclasses.replace(plain, noise=0.0)) is frame
 
 
 def test_draws_are_reproducible_from_the_seed(bank):
@@ -142,9 +172,10 @@ def test_pair_dataset_gives_real_then_its_blend_with_one_degradation(bank):
     assert 0 <= float(item.min()) and float(item.max()) <= 255
     # reproduce item 2 from its seed: real first, then the blend
     rng = np.random.default_rng([3, 0, 2])
-    fake, _ = self_blend(bank.frames[2], bank.landmarks[2], sample_params(rng))
+    params = sample_params(rng)
+    fake, _ = self_blend(bank.frames[2], bank.landmarks[2], params)
     deg = sample_degradation(rng, cfg.face_side)
-    real_crop, side = training_crop(bank.frames[2], bank.boxes[2], deg)
+    real_crop, side = training_crop(camera_noise(bank.frames[2], params), bank.boxes[2], deg)
     fake_crop, _ = training_crop(fake, bank.boxes[2], deg)
     np.testing.assert_array_equal(item[0].permute(1, 2, 0).numpy().astype(np.uint8), real_crop)
     np.testing.assert_array_equal(item[1].permute(1, 2, 0).numpy().astype(np.uint8), fake_crop)
