@@ -54,15 +54,24 @@ _EXTERNAL = {
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 
 
-def positive_int(text: str) -> int:
-    """``type=`` of options that must be a whole number >= 1 (argparse turns the error into exit 2)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """``type=`` of options that must be a whole number >= 1 (argparse turns the error into exit 2)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """``type=`` of options that must be a whole number >= 0."""
+    return _int_at_least(text, 0)
 
 
 def positive_float(text: str) -> float:
@@ -153,6 +162,12 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
     p.add_argument("--output-video", type=Path, help="write an annotated MP4 (a folder when several videos)")
     p.add_argument(
+        "--prefetch",
+        type=non_negative_int,
+        default=1,
+        help="videos decoded ahead in a background thread while the current one is analysed (0: none)",
+    )
+    p.add_argument(
         "--device",
         default="auto",
         help="auto (cuda where torch sees a GPU, else cpu), cpu or cuda[:N] (default %(default)s)",
@@ -237,12 +252,14 @@ def run_predict(args: argparse.Namespace) -> int:
         total=len(videos), unit="video", file=sys.stderr, disable=len(videos) < 2 or not sys.stderr.isatty()
     )
     failures = 0
-    for i, video in enumerate(videos, 1):
+    for i, (video, clip) in enumerate(predictor.decoded(videos, prefetch=args.prefetch), 1):
         if bar.disable:
             count = f" ({i}/{len(videos)})" if len(videos) > 1 else ""
             print(f"analysing {video}{count} ...", file=sys.stderr, flush=True)
         try:
-            result = {"video": str(video), **predictor.predict(video)}
+            if isinstance(clip, BaseException):
+                raise clip
+            result = {"video": str(video), **predictor.predict_decoded(clip)}
             if out_video is not None:
                 from mintime.annotate import write_annotated_video
 

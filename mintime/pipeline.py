@@ -16,6 +16,9 @@ so the server's answer equals ``mintime predict --json``.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -53,11 +56,55 @@ class Predictor:
         self.stage = stage or FaceStage(cfg)
         self.model = model
 
-    def analyze(self, source: Any) -> FaceStageResult:
-        """Decode ``num_frames`` frames of a video (path, bytes) and run the face stage."""
+    def decode(self, source: Any) -> Any:
+        """Decode ``num_frames`` frames of a video (path, bytes): a :class:`mintime.video.DecodedClip`."""
         from mintime.video import decode_sampled
 
-        return self.stage(decode_sampled(source, self.cfg.num_frames))
+        return decode_sampled(source, self.cfg.num_frames)
+
+    def analyze(self, source: Any) -> FaceStageResult:
+        """Decode ``num_frames`` frames of a video (path, bytes) and run the face stage."""
+        return self.stage(self.decode(source))
+
+    def decoded(self, sources: Iterable[Any], *, prefetch: int = 1) -> Iterator[tuple[Any, Any]]:
+        """``(source, DecodedClip or the exception its decode raised)`` in input order, decoding up to ``prefetch``
+        videos ahead in one background thread while the caller runs the face stage and the networks on the
+        current one (PyAV releases the GIL while it decodes). At most ``prefetch + 1`` decoded clips are held at
+        once; ``prefetch=0`` decodes each video only when it is asked for."""
+        if prefetch <= 0:
+            for src in sources:
+                try:
+                    yield src, self.decode(src)
+                except Exception as exc:  # the caller reports it with the video's name
+                    yield src, exc
+            return
+        it = iter(sources)
+        pending: deque[tuple[Any, Future]] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mintime-decode") as pool:
+
+            def fill() -> None:
+                while len(pending) < prefetch + 1:
+                    try:
+                        src = next(it)
+                    except StopIteration:
+                        return
+                    pending.append((src, pool.submit(self.decode, src)))
+
+            fill()
+            while pending:
+                src, future = pending.popleft()
+                try:
+                    clip = future.result()
+                except Exception as exc:  # the caller reports it with the video's name
+                    clip = exc
+                fill()  # the next decode starts before the caller works on this one
+                yield src, clip
+                del clip
+
+    def predict_decoded(self, clip: Any) -> dict[str, Any]:
+        """Analyse and classify one decoded clip → the result dict of ``mintime predict --json``."""
+        faces = self.stage(clip)
+        return render_result(faces.to_json(), self.explain(faces), self.model)
 
     def run_networks(self, faces: FaceStageResult) -> tuple[float, np.ndarray]:
         """(logit, cls_attention (2, heads, 785) float32) of one analysed video."""
@@ -69,9 +116,10 @@ class Predictor:
         if not faces.ok:
             return explain_video(float("nan"), np.zeros(0), faces.tensors.slot_identity)
         logit, attention = self.run_networks(faces)
-        return explain_video(logit, attention, faces.tensors.slot_identity, threshold=model_threshold(self.model))
+        return explain_video(
+            logit, attention, faces.tensors.slot_identity, threshold=model_threshold(self.model)
+        )
 
     def predict(self, source: Any) -> dict[str, Any]:
         """Decode, analyse and classify one video → the result dict of ``mintime predict --json``."""
-        faces = self.analyze(source)
-        return render_result(faces.to_json(), self.explain(faces), self.model)
+        return self.predict_decoded(self.decode(source))

@@ -661,6 +661,20 @@ def _bank_summary(path: str | Path) -> dict[str, Any]:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
+def sbi_caveat(report: dict[str, Any]) -> str:
+    """The one-line caveat of a self-blended model, with its measured validation AUC when there is one."""
+    measured = (
+        f"; validation AUC {report['auc']:.2f} on {report['videos']} face-swap/real videos"
+        if report.get("auc") is not None and report.get("videos")
+        else "; not measured on real face swaps"
+    )
+    return (
+        "trained on self-blended real faces only (it has seen no real deepfake)"
+        + measured
+        + "; it looks for blended faces, not fully generated or lip-synced video"
+    )
+
+
 def write_checkpoint(
     path: str | Path,
     *,
@@ -683,6 +697,7 @@ def write_checkpoint(
         "trained_on": trained_on,
         "model_card": "mintime/weights/MODEL_CARD.md",
         "threshold": float(threshold),
+        "caveat": sbi_caveat(report),
         "recipe": "self-blended images (training/sbi.py, training/sbi_train.py)",
         "sbi_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "validation": report,

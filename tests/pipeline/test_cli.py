@@ -93,16 +93,16 @@ def test_an_unexpected_error_does_not_stop_the_run(
     """One video failing in an unforeseen way gets its error line; the next video is still answered."""
     from mintime import pipeline
 
-    real = pipeline.Predictor.predict
+    real = pipeline.Predictor.predict_decoded
     calls = []
 
-    def flaky(self, source):
-        calls.append(source)
+    def flaky(self, clip):
+        calls.append(clip)
         if len(calls) == 1:
             raise AttributeError("'VideoStream' object has no attribute 'codec_tag'")
-        return real(self, source)
+        return real(self, clip)
 
-    monkeypatch.setattr(pipeline.Predictor, "predict", flaky)
+    monkeypatch.setattr(pipeline.Predictor, "predict_decoded", flaky)
     empty = tmp_path / "empty-folder"
     empty.mkdir()
     code = cli_main(["predict", "--num-frames", "4", str(noise_clip), str(noise_clip), str(empty)])
