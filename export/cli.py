@@ -87,11 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def source_files(args: argparse.Namespace) -> dict[str, Path]:
     """The weight files an export is made from: ``{role: path}``."""
-    from mintime.networks import DEMO_CHECKPOINT
+    from mintime.networks import DEFAULT_CHECKPOINT
 
     if args.model_weights is not None:
         return {"model_weights": Path(args.model_weights), "extractor_weights": Path(args.extractor_weights)}
-    return {"checkpoint": Path(args.checkpoint or DEMO_CHECKPOINT)}
+    return {"checkpoint": Path(args.checkpoint or DEFAULT_CHECKPOINT)}
 
 
 def source_record(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:

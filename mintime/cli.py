@@ -88,7 +88,7 @@ def positive_float(text: str) -> float:
 def add_weights_arguments(p: argparse.ArgumentParser) -> None:
     """Options that choose the weights (shared by predict and export)."""
     g = p.add_argument_group(
-        "weights (default: the shipped demo checkpoint, see mintime/weights/MODEL_CARD.md)"
+        "weights (default: the shipped default checkpoint, see mintime/weights/MODEL_CARD.md)"
     )
     g.add_argument("--checkpoint", type=Path, help="a project checkpoint (from `mintime train`)")
     g.add_argument("--model-weights", type=Path, help="the authors' MINTIME ..._Model_checkpointN file")

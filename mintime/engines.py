@@ -165,7 +165,7 @@ def load_runner(
         version_dir: the model's version folder (``<repo>/<model>/<version>``), where export writes ``model.onnx``.
         runtime: ``"auto"`` (ONNX if ``model.onnx`` exists, else torch), ``"onnx"``, ``"onnx_fp16"``
             (``model_fp16.onnx``) or ``"torch"``.
-        checkpoint: project checkpoint for the torch runtime (None = the shipped demo checkpoint).
+        checkpoint: project checkpoint for the torch runtime (None = the shipped default checkpoint).
         device: ``"cpu"`` or ``"cuda:N"``.
 
     Raises:

@@ -353,7 +353,9 @@ def human_summary(name: str, result: dict[str, Any]) -> str:
         lines.append(f"{name}: no face found ({result.get('reason', 'no identity')})")
     else:
         p = result["fake_probability"]
-        lines.append(f"{name}: {str(result.get('label', '?')).upper()} (P(fake) = {p:.4f})")
+        threshold = model_threshold(result.get("model"))
+        said = "" if threshold == DEFAULT_THRESHOLD else f"; this model says fake above {threshold:.4f}"
+        lines.append(f"{name}: {str(result.get('label', '?')).upper()} (P(fake) = {p:.4f}{said})")
         for ident in result.get("identities") or []:
             if ident.get("fake_score") is None:
                 continue

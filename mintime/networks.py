@@ -3,7 +3,7 @@
 * :func:`build_backbone`: the only way a backbone is built with its weights (a registry name plus a state dict,
   a state-dict file of the authors, or the registry's pretrained weights).
 * :func:`load_networks`: a project checkpoint (MINTIME or baseline, from ``mintime train``), the authors'
-  MINTIME-XC / MINTIME-EF file pair, or (nothing given) the shipped demo checkpoint → :class:`Networks`.
+  MINTIME-XC / MINTIME-EF file pair, or (nothing given) the shipped default checkpoint → :class:`Networks`.
 
 ``mintime predict``, ``mintime export``, the Triton ``backbone``/``temporal`` models, ``mintime evaluate`` and
 the parity tests all load through here. :attr:`Networks.model` is the ``model`` block every result carries
@@ -24,9 +24,10 @@ from mintime import checkpoints, contract
 from mintime.explain import DEFAULT_THRESHOLD
 from mintime.fileio import sha256_file as file_digest
 from mintime.models.backbones import create_backbone
-from mintime.repository import DEMO_CHECKPOINT
+from mintime.repository import DEFAULT_CHECKPOINT, DEMO_CHECKPOINT
 
 __all__ = [
+    "DEFAULT_CHECKPOINT",
     "DEMO_CHECKPOINT",
     "DEMO_NAME",
     "Networks",
@@ -154,10 +155,10 @@ def validate_weights_arguments(
     for p in paths:
         if not Path(p).is_file():
             raise WeightsNotFoundError(f"weights file not found: {p}")
-    if not paths and not DEMO_CHECKPOINT.is_file():
+    if not paths and not DEFAULT_CHECKPOINT.is_file():
         raise WeightsNotFoundError(
-            "no weights given and the shipped demo checkpoint is missing "
-            f"({DEMO_CHECKPOINT}). Give --checkpoint FILE (train one with `mintime train`), or the authors' "
+            "no weights given and the shipped default checkpoint is missing "
+            f"({DEFAULT_CHECKPOINT}). Give --checkpoint FILE (train one with `mintime train`), or the authors' "
             "MINTIME-XC files with --model-weights M --extractor-weights E --variant xc."
         )
 
@@ -206,7 +207,7 @@ def load_networks(
         }
         return Networks(backbone, head.eval(), "mintime", model)
 
-    path = Path(checkpoint) if checkpoint is not None else DEMO_CHECKPOINT
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     ck = checkpoints.read_checkpoint(path)
     backbone = build_backbone(ck.backbone, state=ck.backbone_state, pretrained=ck.backbone_state is None)
     head = ck.build_head()

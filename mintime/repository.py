@@ -7,7 +7,7 @@ exported version holds ``export.json`` (provenance, each file's SHA-256) from th
 ``export.complete`` (:data:`MARKER_FILENAME`) written *last*, once every network of the export is written and
 verified; it is trusted only with its marker and with files whose SHA-256 still match (:func:`version_problem`).
 A version folder without ``export.json`` (the committed Python-backend ``1/model.py``) runs PyTorch with the
-checkpoint of the model parameter ``checkpoint``, else ``$MINTIME_CHECKPOINT``, else the shipped demo checkpoint.
+checkpoint of the model parameter ``checkpoint``, else ``$MINTIME_CHECKPOINT``, else the shipped default checkpoint.
 Imports nothing heavy.
 """
 
@@ -28,6 +28,7 @@ __all__ = [
     "MARKER_FILENAME",
     "PRODUCTION_CONFIG",
     "CHECKPOINT_ENV",
+    "DEFAULT_CHECKPOINT",
     "DEMO_CHECKPOINT",
     "MixedExportError",
     "ServedVersion",
@@ -48,7 +49,9 @@ MARKER_FILENAME = "export.complete"
 PRODUCTION_CONFIG = Path("configs") / "production.pbtxt"
 #: Environment variable naming the project checkpoint the Python-backend networks load.
 CHECKPOINT_ENV = "MINTIME_CHECKPOINT"
-#: The shipped demo checkpoint (what a network without any other weights loads).
+#: The shipped default checkpoint (what a network without any other weights loads): the self-blended model.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "sbi_lite0.pt"
+#: The demo checkpoint of earlier releases (synthetic swaps only), kept for comparison and tests.
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "demo.pt"
 
 
@@ -159,7 +162,7 @@ def served_version(
 
     An exported version holds the weights named in its ``export.json`` (and must be trusted); a version that
     export did not write runs PyTorch with the checkpoint of the model parameter ``checkpoint``, else
-    ``$MINTIME_CHECKPOINT`` (from ``env``), else the shipped demo checkpoint (the Python models' rule).
+    ``$MINTIME_CHECKPOINT`` (from ``env``), else the shipped default checkpoint (the Python models' rule).
     """
     model_dir = Path(model_dir)
     network = model_dir.name
@@ -193,7 +196,7 @@ def served_version(
     if not value:
         value, origin = env.get(CHECKPOINT_ENV, "").strip(), f"${CHECKPOINT_ENV}"
     if not value:
-        value, origin = str(DEMO_CHECKPOINT), "the shipped demo checkpoint"
+        value, origin = str(DEFAULT_CHECKPOINT), "the shipped default checkpoint"
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = model_dir / path

@@ -6,7 +6,7 @@ Heavy modules (torch, av) are imported inside the functions that need them.
 
 Weights of the ``backbone`` and ``temporal`` models (:func:`resolve_checkpoint`): the model parameter
 ``checkpoint`` (a path, relative to the model's folder), else the environment variable ``MINTIME_CHECKPOINT``
-(seen by the server process), else the shipped demo checkpoint.
+(seen by the server process), else the shipped default checkpoint.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def instance_device(kind: str, device_id: int | str, requested: str = "") -> str
 
 
 def resolve_checkpoint(value: str, model_dir: str | os.PathLike) -> str | None:
-    """The checkpoint a model should load: parameter, else ``$MINTIME_CHECKPOINT``, else None (demo weights).
+    """The checkpoint a model should load: parameter, else ``$MINTIME_CHECKPOINT``, else None (the shipped default weights).
 
     Args:
         value: the ``checkpoint`` model parameter ("" = not set); a relative path is taken relative to

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="project checkpoint for the backbone/temporal models (sets $MINTIME_CHECKPOINT for the server); "
-        "default: the models' 'checkpoint' parameter, else the shipped demo checkpoint",
+        "default: the models' 'checkpoint' parameter, else the shipped default checkpoint",
     )
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds (default %(default)s)")
     parser.add_argument(

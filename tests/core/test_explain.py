@@ -261,3 +261,15 @@ def test_the_verdict_uses_the_models_threshold() -> None:
     assert explain_video(logit, attention, owner, threshold=0.69).label == "fake"
     assert model_threshold(None) == model_threshold({"name": "x"}) == DEFAULT_THRESHOLD == 0.5
     assert model_threshold({"threshold": 0.83}) == 0.83
+
+
+def test_the_verdict_line_names_a_threshold_other_than_one_half() -> None:
+    from mintime.explain import human_summary
+
+    result = {"fake_probability": 0.97, "label": "pristine", "identities": [], "model": {"threshold": 0.98}}
+    assert (
+        human_summary("a.mp4", result)
+        == "a.mp4: PRISTINE (P(fake) = 0.9700; this model says fake above 0.9800)"
+    )
+    result["model"]["threshold"] = 0.5
+    assert human_summary("a.mp4", result) == "a.mp4: PRISTINE (P(fake) = 0.9700)"

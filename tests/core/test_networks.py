@@ -13,7 +13,14 @@ from mintime.engines import TorchEngines
 from mintime.models import create_temporal
 from mintime.models.backbones.tiny import TinyBackbone
 from mintime.models.baseline import FrameBaseline
-from mintime.networks import DEMO_CHECKPOINT, WeightsNotFoundError, file_digest, load_networks
+from mintime.networks import (
+    DEFAULT_CHECKPOINT,
+    DEMO_CAVEAT,
+    DEMO_CHECKPOINT,
+    WeightsNotFoundError,
+    file_digest,
+    load_networks,
+)
 from tests.helpers.synthetic import two_identity_inputs
 
 
@@ -86,10 +93,14 @@ def test_baseline_checkpoint_loads_and_runs_as_the_temporal_network(tmp_path: Pa
     assert not out[contract.TEMPORAL_CLS_ATTENTION].any()
 
 
-def test_demo_checkpoint_is_the_default() -> None:
+def test_the_self_blended_checkpoint_is_the_default() -> None:
     nets = load_networks()
-    assert nets.model["weights"][0]["file"] == str(DEMO_CHECKPOINT)
-    assert nets.backbone_stock and nets.model["caveat"]
+    assert nets.model["weights"][0]["file"] == str(DEFAULT_CHECKPOINT)
+    assert nets.model["name"] == "mintime-sbi-lite0-v1" and not nets.backbone_stock  # its fine-tuned backbone
+    assert "self-blended" in nets.model["trained_on"] and "AUC" in nets.model["caveat"]
+    assert nets.model["threshold"] >= 0.5 and nets.metadata["validation"]["videos"] == 26
+    demo = load_networks(checkpoint=DEMO_CHECKPOINT)
+    assert demo.backbone_stock and demo.model["caveat"] == DEMO_CAVEAT and demo.model["threshold"] == 0.5
 
 
 def test_bad_inputs_are_clear(tmp_path: Path) -> None:

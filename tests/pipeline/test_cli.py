@@ -69,22 +69,24 @@ def test_bad_weights_are_reported_before_any_video(tmp_path: Path, capsys) -> No
     assert err == [f"error: --embedder-weights: file not found: {tmp_path / 'nope.pt'}"]
 
 
-def test_demo_weights_are_named_with_their_caveat(noise_clip: Path, capsys) -> None:
-    from mintime.networks import DEMO_CAVEAT, DEMO_NAME
+@pytest.mark.parametrize("which", ["default", "demo"])
+def test_shipped_weights_are_named_with_their_caveat(which: str, noise_clip: Path, capsys) -> None:
+    from mintime.networks import DEFAULT_CHECKPOINT, DEMO_CAVEAT, DEMO_CHECKPOINT, DEMO_NAME, file_digest
 
-    assert cli_main(["predict", "--num-frames", "4", str(noise_clip)]) == 0
+    path = DEFAULT_CHECKPOINT if which == "default" else DEMO_CHECKPOINT
+    name, caveat = (DEMO_NAME, DEMO_CAVEAT) if which == "demo" else ("mintime-sbi-lite0-v1", None)
+    extra = [] if which == "default" else ["--checkpoint", str(path)]
+    assert cli_main(["predict", *extra, "--num-frames", "4", str(noise_clip)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"model: {DEMO_NAME} (mintime, efficientnet_lite0 backbone; demo.pt sha256:")
-    assert out[1] == f"note: {DEMO_CAVEAT}"
+    assert out[0].startswith(f"model: {name} (mintime, efficientnet_lite0 backbone; {path.name} sha256:")
+    assert out[1].startswith("note: ") and (caveat is None or out[1] == f"note: {caveat}")
     assert out[2].startswith("noise.mp4: no face found")
 
-    assert cli_main(["predict", "--json", "--num-frames", "4", str(noise_clip)]) == 0
+    assert cli_main(["predict", *extra, "--json", "--num-frames", "4", str(noise_clip)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["model"]["name"] == DEMO_NAME and result["model"]["caveat"] == DEMO_CAVEAT
+    assert result["model"]["name"] == name and result["model"]["caveat"] == out[1][len("note: ") :]
     (weights,) = result["model"]["weights"]
-    from mintime.networks import DEMO_CHECKPOINT, file_digest
-
-    assert weights == {"file": str(DEMO_CHECKPOINT), "sha256": file_digest(DEMO_CHECKPOINT)}
+    assert weights == {"file": str(path), "sha256": file_digest(path)}
 
 
 def test_an_unexpected_error_does_not_stop_the_run(
