@@ -405,7 +405,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
-        print(f"{rep['model']} ({rep['backbone']}) {args.checkpoint} on {args.list}")
+        print(f"{args.checkpoint} on {args.list} (data: {args.data_path})")
         print(format_report(rep))
         if args.out:
             print(f"written: {', '.join(rep.get('outputs', {}).values())}")

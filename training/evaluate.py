@@ -143,9 +143,9 @@ def format_report(rep: dict[str, Any]) -> str:
     lines = []
     model = rep.get("model") or {}
     if model:
-        lines.append(f"model: {model.get('name')} ({model.get('kind')}, {model.get('backbone')} backbone)")
-        if model.get("caveat"):
-            lines.append(f"note: {model['caveat']}")
+        from mintime.explain import model_banner
+
+        lines.append(model_banner(model))
     for key, title in (
         ("overall", "all videos"),
         ("multi_identity", "multi-identity videos (>= 2 identities)"),

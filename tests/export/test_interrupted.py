@@ -132,12 +132,12 @@ def test_mixed_checkpoints_are_refused_naming_both(repository_copy: Path) -> Non
 
 
 def test_pytorch_fallback_weights_are_compared_too(repository_copy: Path, tmp_path: Path) -> None:
-    """A non-exported version serves $MINTIME_CHECKPOINT (else the demo checkpoint) with PyTorch."""
+    """A non-exported version serves $MINTIME_CHECKPOINT (else the shipped default checkpoint) with PyTorch."""
     ck = tmp_path / "other.pt"
     ck.write_bytes(b"not the demo weights")
     backbone, temporal = repo.check_served_pair(repository_copy, env={})
     assert (
-        backbone.origin.startswith("PyTorch with the shipped demo checkpoint")
+        backbone.origin.startswith("PyTorch with the shipped default checkpoint")
         and backbone.weights == temporal.weights
     )
     assert repo.check_served_pair(repository_copy, env={"MINTIME_CHECKPOINT": str(ck)})[0].weights == {

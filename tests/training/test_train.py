@@ -107,7 +107,7 @@ def test_cosine_schedule_shape():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
 
 
-def test_main_learns_and_resumes(tiny_layout, tmp_path):
+def test_main_learns_and_resumes(tiny_layout, tmp_path, capsys):
     out = tmp_path / "run"
     cfg = _tiny(tiny_layout, out, epochs=2, lr=0.003)
     s1 = main(cfg)
@@ -150,6 +150,9 @@ def test_main_learns_and_resumes(tiny_layout, tmp_path):
         ]
     )
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"{out / 'best.pt'} on {tiny_layout['val']} (data: {tiny_layout['data']})"
+    assert printed[1].startswith(f"model: {loaded.info['name']} (mintime, ") and "{" not in printed[1]
     assert rc == 0 and metrics["overall"]["n"] == 8 and metrics["multi_identity"]["n"] == 4
     assert metrics["overall"]["auc"] == pytest.approx(best["val"]["auc"])
     assert len((out / "eval" / "predictions.csv").read_text().splitlines()) == 9
