@@ -121,10 +121,12 @@ def test_explain_ok_no_face_and_bad_request(monkeypatch):
     ok, bad, none = responses
     from mintime.networks import load_networks
 
-    want = render_result(ok_json, explain_video(0.7, attn[0], owner), load_networks().model)
+    model = load_networks().model
+    want = render_result(ok_json, explain_video(0.7, attn[0], owner, threshold=model["threshold"]), model)
     got = json.loads(ok.outputs["RESULT_JSON"][0, 0])
     assert got == json.loads(json.dumps(want))
     assert got["model"]["name"] == "mintime-sbi-lite0-v1"  # the committed repository serves the default
+    assert got["label"] == "pristine"  # p = sigmoid(0.7) = 0.67 is below the default model's threshold
     assert ok.outputs["FAKE_PROBABILITY"][0, 0] == pytest.approx(1 / (1 + math.exp(-0.7)), abs=1e-6)
     np.testing.assert_allclose(
         ok.outputs["IDENTITY_SCORES"][0], [i["fake_score"] for i in want["identities"]]
