@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,11 @@ from torch import Tensor, nn
 from mintime import contract
 from mintime.faces.crops import resize_for_model, square_crop_box
 from mintime.fileio import atomic_write
+from training.features import faces_to_tensor_input
 from training.sbi import SbiParams, camera_noise, sample_params, self_blend
 from training.sbi_bank import FrameBank
 from training.sbi_config import SbiConfig
-from training.video_eval import bootstrap_auc, pair_accuracy, pairs_of, read_labels, roc_auc
+from training.video_eval import model_report, pair_accuracy, pairs_of, read_labels, roc_auc
 
 __all__ = [
     "SbiConfig",
@@ -136,9 +137,23 @@ def training_crop(
     return out, int(max(y1 - y0, x1 - x0))
 
 
-def to_input(crops_bgr: np.ndarray) -> Tensor:
-    """(N, S, S, 3) uint8 BGR → (N, 3, S, S) float32 0..255 (the backbone's input convention)."""
-    return torch.from_numpy(np.ascontiguousarray(crops_bgr)).permute(0, 3, 1, 2).float()
+def to_input(crops_bgr: list[np.ndarray]) -> Tensor:
+    """(S, S, 3) uint8 BGR crops → (N, 3, S, S) float32 0..255 (the backbone's input convention)."""
+    return torch.from_numpy(faces_to_tensor_input(crops_bgr))
+
+
+def pair_crops(
+    frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, params: SbiParams, deg: Degradation
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """A real crop and the crop of its self-blended fake, one degradation for both.
+
+    Returns:
+        ``(real, fake, side)``: (224, 224, 3) uint8 BGR each, and the crop side (see :func:`training_crop`).
+    """
+    fake, _ = self_blend(frame, landmarks, params)
+    real_crop, side = training_crop(camera_noise(frame, params), box, deg)
+    fake_crop, _ = training_crop(fake, box, deg)
+    return real_crop, fake_crop, side
 
 
 # --- frame model and data ----------------------------------------------------------------------------------------
@@ -171,8 +186,8 @@ class FrameModel(nn.Module):
 class PairDataset(torch.utils.data.Dataset):
     """Item i: (2, 3, 224, 224) float32 BGR 0..255, a real crop and its self-blended fake, same degradation.
 
-    The draws of item ``i`` in epoch ``e`` come from ``default_rng([seed, e, i])``: reproducible, different per
-    epoch.
+    The draws of the item of bank frame ``j`` in epoch ``e`` come from ``default_rng([seed, e, j])``:
+    reproducible, different per epoch.
     """
 
     def __init__(self, bank: FrameBank, indices: np.ndarray, cfg: SbiConfig) -> None:
@@ -185,13 +200,12 @@ class PairDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Tensor:
         j = int(self.indices[i])
         rng = np.random.default_rng([self.cfg.seed, self.epoch, j])
-        frame, box, lm = self.bank.frames[j], self.bank.boxes[j], self.bank.landmarks[j]
         params = sample_params(rng, strength=self.cfg.strength)
-        fake, _ = self_blend(frame, lm, params)
         deg = sample_degradation(rng, self.cfg.face_side)
-        real_crop, _ = training_crop(camera_noise(frame, params), box, deg)
-        fake_crop, _ = training_crop(fake, box, deg)
-        return to_input(np.stack([real_crop, fake_crop]))
+        real, fake, _ = pair_crops(
+            self.bank.frames[j], self.bank.boxes[j], self.bank.landmarks[j], params, deg
+        )
+        return to_input([real, fake])
 
 
 def split_videos(bank: FrameBank, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +218,7 @@ def split_videos(bank: FrameBank, fraction: float, seed: int) -> tuple[np.ndarra
 
 
 # --- validation --------------------------------------------------------------------------------------------------
-def choose_threshold(real_scores: np.ndarray, target_fpr: float) -> float:
+def choose_threshold(real_scores: Sequence[float] | np.ndarray, target_fpr: float) -> float:
     """The lowest probability threshold that calls at most ``target_fpr`` of the real videos fake (never < 0.5).
 
     A video is fake when its probability is *above* the threshold.
@@ -227,6 +241,11 @@ class ValidationSet:
     slots: list[
         dict[str, np.ndarray]
     ]  # contract name -> array, per video (None-free: videos without a face dropped)
+
+    @property
+    def label(self) -> dict[str, int]:
+        """Video name → 1 fake / 0 real."""
+        return dict(zip(self.names, (int(v) for v in self.labels), strict=True))
 
     @classmethod
     def build(
@@ -272,9 +291,17 @@ def frame_scores(model: FrameModel, val: ValidationSet) -> dict[str, float]:
 
 
 def score_report(scores: dict[str, float], val: ValidationSet) -> dict[str, float]:
-    labels = np.array([val.labels[val.names.index(n)] for n in scores])
-    s = np.array(list(scores.values()))
-    return {"auc": roc_auc(labels, s), "pairs": pair_accuracy(scores, val.pairs)}
+    """Validation AUC and pair accuracy of per-video scores."""
+    label = val.label
+    return {
+        "auc": roc_auc([label[n] for n in scores], list(scores.values())),
+        "pairs": pair_accuracy(scores, val.pairs),
+    }
+
+
+def improves(rec: dict[str, Any], best: dict[str, Any] | None) -> bool:
+    """Model selection on the validation videos: AUC + half the pair accuracy, ties to the later record."""
+    return best is None or rec["auc"] + 0.5 * rec["pairs"] >= best["auc"] + 0.5 * best["pairs"]
 
 
 # --- step 1: frames ----------------------------------------------------------------------------------------------
@@ -311,7 +338,6 @@ def train_frames(
         done = st["done"]
         _log(f"frames: resumed at step {done['step']} ({done['seconds'] / 60:.1f} min done)", log)
     budget = cfg.frame_minutes * 60.0
-    est_steps = None
     loss_fn = nn.BCEWithLogitsLoss()
     labels = torch.tensor([0.0, 1.0]).repeat(cfg.frame_batch_pairs)
 
@@ -320,11 +346,8 @@ def train_frames(
         if val is not None:
             rec.update(score_report(frame_scores(model, val), val))
         done["history"].append(rec)
-        better = rec["step"] > 0 and (  # step 0 (the ImageNet start, random head) is only a reference
-            val is None
-            or done["best"] is None
-            or rec["auc"] + 0.5 * rec["pairs"] >= done["best"]["auc"] + 0.5 * done["best"]["pairs"]
-        )
+        # step 0 (the ImageNet start, random head) is only a reference
+        better = rec["step"] > 0 and (val is None or improves(rec, done["best"]))
         if better:
             done["best"] = rec
             with atomic_write(best_path) as fh:
@@ -420,7 +443,7 @@ class Tracks:
 def _features(backbone: nn.Module, crops: list[np.ndarray], batch: int = 32) -> np.ndarray:
     out = []
     for s in range(0, len(crops), batch):
-        x = to_input(np.stack(crops[s : s + batch])).contiguous(memory_format=torch.channels_last)
+        x = to_input(crops[s : s + batch]).contiguous(memory_format=torch.channels_last)
         out.append(backbone(x).to(torch.float16).numpy())
     return np.concatenate(out)
 
@@ -430,16 +453,11 @@ def track_crops(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
     """Real and blended crops of one track: the same blend and degradation on every frame (each frame's own
     landmarks and box)."""
-    real, fake, sides = [], [], []
-    for j in rows:
-        frame = bank.frames[j]
-        blended, _ = self_blend(frame, bank.landmarks[j], params)
-        r, side = training_crop(camera_noise(frame, params), bank.boxes[j], deg)
-        f, _ = training_crop(blended, bank.boxes[j], deg)
-        real.append(r)
-        fake.append(f)
-        sides.append(side)
-    return real, fake, sides
+    real, fake, sides = zip(
+        *(pair_crops(bank.frames[j], bank.boxes[j], bank.landmarks[j], params, deg) for j in rows),
+        strict=True,
+    )
+    return list(real), list(fake), list(sides)
 
 
 def extract_tracks(
@@ -519,14 +537,13 @@ def compose_video(
     else:
         blended = (bool(rng.random() < 0.5),)
     frame_w = frame_h = 1000
-    identities, keys = [], []
-    for rank, (v, b) in enumerate(zip(ids, blended, strict=False)):
+    identities = []
+    for v, b in zip(ids, blended, strict=True):
         n = int(tracks.counts[v])
         ratio = math.exp(rng.uniform(math.log(0.003), math.log(0.3)))
         side = int(round(math.sqrt(ratio) * frame_w))
         faces = [FaceRecord(int(tracks.frames[v, t]), side, side, key=(int(v), int(b), t)) for t in range(n)]
         identities.append(faces)
-        keys.append(rank)
     plan = build_slots(
         identities,
         frame_size=(frame_w, frame_h),
@@ -543,7 +560,6 @@ def compose_video(
         v, b, t = face.key
         feats[s] = tracks.features[v, b, t]
         flags[s] = bool(b)
-    arrays = plan.as_arrays()
     inputs = {
         "features": feats,
         "mask": plan.mask.astype(bool),
@@ -551,7 +567,6 @@ def compose_video(
         "size_ids": plan.size_ids.astype(np.int64),
         "positions": plan.positions.astype(np.int64),
     }
-    del arrays
     return inputs, float(any(blended)), flags
 
 
@@ -588,7 +603,12 @@ def train_temporal(
     name: str,
     log: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train the MINTIME temporal model on composed track videos; keep the epoch of the best validation AUC."""
+    """Train the MINTIME temporal model on composed track videos; keep the epoch of the best validation AUC.
+
+    Returns:
+        The head (best epoch's weights, eval mode) and ``{"best", "scores" (that epoch's validation P(fake) per
+        video), "history", "config"}``.
+    """
     from mintime.models.temporal import MintimeTemporal, TemporalConfig
 
     torch.manual_seed(cfg.seed)
@@ -601,6 +621,7 @@ def train_temporal(
     cache: dict[str, np.ndarray] = {}
     best: dict[str, Any] | None = None
     best_state = None
+    best_scores: dict[str, float] = {}
     history = []
     step = 0
     t0 = time.perf_counter()
@@ -628,16 +649,14 @@ def train_temporal(
             losses.append(loss.item())
             step += 1
         rec: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        scores: dict[str, float] = {}
         if val is not None:
-            rec.update(score_report(temporal_scores(head, backbone, val, cache), val))
+            scores = temporal_scores(head, backbone, val, cache)
+            rec.update(score_report(scores, val))
         history.append(rec)
-        better = (
-            best is None
-            or val is None
-            or rec["auc"] + 0.5 * rec["pairs"] >= best["auc"] + 0.5 * best["pairs"]
-        )
+        better = val is None or improves(rec, best)
         if better:
-            best = rec
+            best, best_scores = rec, scores
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
         el = time.perf_counter() - t0
         _log(
@@ -649,7 +668,7 @@ def train_temporal(
         )
     assert best_state is not None
     head.load_state_dict(best_state)
-    return head.eval(), {"best": best, "history": history, "config": tcfg}
+    return head.eval(), {"best": best, "scores": best_scores, "history": history, "config": tcfg}
 
 
 # --- the whole recipe --------------------------------------------------------------------------------------------
@@ -714,24 +733,6 @@ def write_checkpoint(
     )
 
 
-def _validation_report(scores: dict[str, float], val: ValidationSet, threshold: float) -> dict[str, Any]:
-    labels = np.array([val.labels[val.names.index(n)] for n in scores])
-    s = np.array(list(scores.values()))
-    lo, hi = bootstrap_auc(labels, s)
-    return {
-        "videos": len(s),
-        "auc": roc_auc(labels, s),
-        "auc_95ci": [lo, hi],
-        "pairs_fake_above_real": pair_accuracy(scores, val.pairs),
-        "threshold": threshold,
-        "real_called_fake": int(((s > threshold) & (labels == 0)).sum()),
-        "fake_called_fake": int(((s > threshold) & (labels == 1)).sum()),
-        "reals": int((labels == 0).sum()),
-        "fakes": int((labels == 1).sum()),
-        "scores": {k: round(v, 6) for k, v in scores.items()},
-    }
-
-
 def run(cfg: SbiConfig, *, baseline: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Frames → tracks → temporal, then the checkpoint (and the frozen-ImageNet baseline's) and ``summary.json``.
 
@@ -784,10 +785,10 @@ def run(cfg: SbiConfig, *, baseline: bool = True, log: Callable[[str], None] | N
         del tracks
         threshold, report = 0.5, {}
         if val is not None:
-            scores = temporal_scores(head, bb, val, {})
-            reals = np.array([v for n, v in scores.items() if val.labels[val.names.index(n)] == 0])
-            threshold = choose_threshold(reals, cfg.target_fpr)
-            report = _validation_report(scores, val, threshold)
+            scores = info["scores"]  # the kept epoch's, already computed
+            label = val.label
+            threshold = choose_threshold([v for n, v in scores.items() if label[n] == 0], cfg.target_fpr)
+            report = model_report(scores, label, val.pairs, threshold)
             report["target_fpr"] = cfg.target_fpr
             report["source"] = str(cfg.validation)
         write_checkpoint(
